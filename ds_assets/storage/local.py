@@ -1,0 +1,121 @@
+"""The store on a local (or mounted) file system: `<root>/<key parts...>/`."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Sequence
+
+from ds_assets.storage.atomic import atomic_directory
+from ds_assets.storage.base import DatasetStore, Stored
+from ds_assets.storage.layout import (
+    DICT_FILE,
+    MANIFEST_FILE,
+    STATE_FILE,
+    Manifest,
+    detect_kind,
+    new_version,
+    write_json,
+)
+from ds_assets.storage.reader import (
+    default_cache_dir,
+    open_dataset,
+    read_manifest,
+    read_split_names,
+    stream_local_dataset,
+)
+from ds_assets.storage.save import SaveResult, write_layout
+from ds_assets.storage.writer import LocalShardSink
+
+
+class _FolderTarget:
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def shard_sink(self, subdir: str) -> LocalShardSink:
+        directory = os.path.join(self.folder, subdir) if subdir else self.folder
+        os.makedirs(directory, exist_ok=True)
+        return LocalShardSink(directory)
+
+    def put_json(self, relative_path: str, document) -> None:
+        write_json(os.path.join(self.folder, relative_path), document)
+
+
+class LocalStore(DatasetStore):
+    """Datasets under a local folder, in the exact layout of `datasets.save_to_disk`.
+
+    A save writes a hidden sibling folder and swaps it in atomically; loads are memory maps
+    opened through a view in `cache_dir`, so transforms never write into `root`.
+
+    >>> import tempfile
+    >>> from datasets import Dataset
+    >>> root = tempfile.mkdtemp()
+    >>> _ = LocalStore(root).save(("raw", "numbers"), Dataset.from_dict({"n": [1]}))
+    >>> import datasets; datasets.load_from_disk(f"{root}/raw/numbers")["n"][:]
+    [1]
+    """
+
+    def __init__(self, root: str, cache_dir: str | None = None):
+        self.root = os.path.abspath(os.path.expanduser(root))
+        self.view_root = os.path.join(cache_dir or default_cache_dir(), "views")
+
+    def path(self, key: Sequence[str]) -> str:
+        return os.path.join(self.root, *self.check_key(key))
+
+    def uri(self, key: Sequence[str]) -> str:
+        return self.path(key)
+
+    def save(
+        self, key: Sequence[str], value: Stored, *, max_shard_size: int | str = "500MB"
+    ) -> SaveResult:
+        final = self.path(key)
+        with atomic_directory(final) as temp:
+            result = write_layout(value, _FolderTarget(temp), new_version(), max_shard_size=max_shard_size)
+            write_json(os.path.join(temp, MANIFEST_FILE), result.manifest.to_json())
+        return result
+
+    def stored_kind(self, key: Sequence[str]) -> str | None:
+        path = self.path(key)
+        return detect_kind(path) if os.path.isdir(path) else None
+
+    def manifest(self, key: Sequence[str]) -> Manifest | None:
+        path = self.path(key)
+        return read_manifest(path) if os.path.isdir(path) else None
+
+    def _open(self, key, streaming):
+        path = self.path(key)
+        return stream_local_dataset(path) if streaming else open_dataset(path, self.view_root)
+
+    def _split_names(self, key):
+        return read_split_names(self.path(key))
+
+    def update_split_index(self, key: Sequence[str]) -> list[str]:
+        """List the split folders below `key` in `dataset_dict.json` (under a file lock)."""
+        folder = self.path(key)
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, f".{DICT_FILE}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            splits = sorted(
+                entry.name
+                for entry in os.scandir(folder)
+                if entry.is_dir()
+                and not entry.name.startswith(".")
+                and os.path.isfile(os.path.join(entry.path, STATE_FILE))
+            )
+            temp = os.path.join(folder, f".{DICT_FILE}.tmp")
+            write_json(temp, {"splits": splits}, indent=None)
+            os.replace(temp, os.path.join(folder, DICT_FILE))
+        return splits
+
+    def delete(self, key: Sequence[str]) -> None:
+        """Remove what is stored at `key` (atomically: renamed aside, then deleted)."""
+        import shutil
+
+        from ds_assets.storage.atomic import temp_sibling
+
+        path = self.path(key)
+        with contextlib.suppress(FileNotFoundError):
+            trash = temp_sibling(path, ".old-")
+            os.rename(path, trash)
+            shutil.rmtree(trash, ignore_errors=True)
