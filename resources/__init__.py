@@ -1,0 +1,10 @@
+"""Dagster resources and IO managers of ds-assets.
+
+>>> from resources import DatasetIOManager
+>>> DatasetIOManager(base_dir="data").base_dir
+'data'
+"""
+
+from resources.io_managers import DatasetIOManager, DatasetTypeError, S3DatasetIOManager
+
+__all__ = ["DatasetIOManager", "DatasetTypeError", "S3DatasetIOManager"]

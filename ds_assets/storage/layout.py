@@ -40,7 +40,7 @@ ITERABLE_DATASET_DICT = "IterableDatasetDict"
 KINDS = (DATASET, ITERABLE_DATASET, DATASET_DICT, ITERABLE_DATASET_DICT)
 DICT_KINDS = (DATASET_DICT, ITERABLE_DATASET_DICT)
 
-_SAFE_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=@+,-]*$")
+_SAFE_PART = re.compile(r"^[A-Za-z0-9_%][A-Za-z0-9_.=@+,%-]*$")
 
 
 def shard_name(index: int, count: int) -> str:
@@ -75,7 +75,7 @@ def check_path_part(part: str) -> str:
     """
     if not isinstance(part, str) or not _SAFE_PART.match(part):
         raise ValueError(
-            f"unsafe path component {part!r}: expected letters, digits and _.=@+,- "
+            f"unsafe path component {part!r}: expected letters, digits and _.=@+,%- "
             "not starting with a dot"
         )
     return part

@@ -1,0 +1,262 @@
+"""IO managers that store `datasets` objects in the `save_to_disk` layout, locally or on S3.
+
+The value an asset returns decides what is stored; the downstream parameter's annotation
+decides what is loaded (`Dataset` memory-mapped, `IterableDataset` streaming, `DatasetDict`,
+`IterableDatasetDict`, or `dict[str, Dataset]` keyed by partition). The data work is done by
+`ds_assets.storage`; this module maps Dagster contexts onto store keys.
+"""
+
+
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+from dagster import (
+    ConfigurableIOManager,
+    DagsterError,
+    InputContext,
+    OutputContext,
+    ResourceDependency,
+)
+from dagster_aws.s3 import S3Resource
+from datasets import (
+    Dataset,
+    DatasetDict,
+    IterableDataset,
+    IterableDatasetDict,
+    concatenate_datasets,
+)
+from pydantic import Field
+
+from ds_assets.storage import (
+    DATASET,
+    DATASET_DICT,
+    ITERABLE_DATASET,
+    ITERABLE_DATASET_DICT,
+    DatasetStore,
+    LocalStore,
+    NotStoredError,
+    SaveResult,
+)
+from ds_assets.storage.s3 import S3Store
+from ds_assets.storage.save import SUPPORTED_TYPES, supported
+from resources.metadata import output_metadata
+from resources.partitions import partition_path
+
+KIND_OF_TYPE = {
+    Dataset: DATASET,
+    IterableDataset: ITERABLE_DATASET,
+    DatasetDict: DATASET_DICT,
+    IterableDatasetDict: ITERABLE_DATASET_DICT,
+}
+ACCEPTED_ANNOTATIONS = (
+    "Dataset, IterableDataset, DatasetDict, IterableDatasetDict, dict[str, Dataset], "
+    "dict[str, IterableDataset], or no annotation"
+)
+SPLIT_METADATA_KEY = "ds_assets/split"
+WELL_KNOWN_SPLITS = frozenset({"train", "test", "validation", "valid", "dev", "eval"})
+
+
+class DatasetTypeError(DagsterError, TypeError):
+    """An asset returned, or a downstream asked for, a type the IO manager cannot handle."""
+
+
+class _DatasetIOManagerBase(ConfigurableIOManager):
+    max_shard_size: str = Field(
+        default="500MB", description="Largest Arrow shard written, as in datasets.save_to_disk."
+    )
+    cache_dir: str | None = Field(
+        default=None,
+        description="Views and S3 downloads; default $DS_ASSETS_CACHE or ~/.cache/ds_assets.",
+    )
+
+    def store(self) -> DatasetStore:
+        raise NotImplementedError
+
+    # -- output -------------------------------------------------------------------------------
+    def handle_output(self, context: OutputContext, obj: Any) -> None:
+        if obj is None and not context.has_asset_partitions:
+            return
+        store = self.store()
+        key = tuple(context.asset_key.path)
+        if context.has_asset_partitions:
+            values = _partition_values(context, obj)
+            results = {
+                pk: self._save(context, store, key + partition_path(pk), value)
+                for pk, value in values.items()
+            }
+            location = store.uri(key)
+        else:
+            results = {"": self._save(context, store, key, obj)}
+            location = store.uri(key)
+            if _is_split_asset(context, key):
+                splits = store.update_split_index(key[:-1])
+                context.log.info(f"{store.uri(key[:-1])}/dataset_dict.json lists splits {splits}")
+        context.add_output_metadata(output_metadata(results, location))
+
+    def _save(self, context: OutputContext, store: DatasetStore, key, value) -> SaveResult:
+        if not supported(value):
+            raise DatasetTypeError(
+                f"asset {context.asset_key.to_user_string()} returned a "
+                f"{type(value).__module__}.{type(value).__qualname__}; "
+                f"{type(self).__name__} stores {SUPPORTED_TYPES}"
+            )
+        result = store.save(key, value, max_shard_size=self.max_shard_size)
+        m = result.manifest
+        context.log.info(
+            f"stored {m.kind} with {m.num_rows} rows in {m.num_shards} shard(s), "
+            f"{m.num_bytes} bytes, at {store.uri(key)} (version {m.version})"
+        )
+        return result
+
+    # -- input --------------------------------------------------------------------------------
+    def load_input(self, context: InputContext) -> Any:
+        store = self.store()
+        key = tuple(context.asset_key.path)
+        kind, as_dict = _requested(context)
+        if not context.has_asset_partitions:
+            return _load(store, key, kind, context)
+        allow_missing = bool((context.definition_metadata or {}).get("allow_missing_partitions"))
+        values = {}
+        for pk in context.asset_partition_keys:
+            try:
+                values[pk] = _load(store, key + partition_path(pk), kind, context)
+            except NotStoredError:
+                if not allow_missing:
+                    raise NotStoredError(
+                        f"partition {pk!r} of asset {context.asset_key.to_user_string()} is not "
+                        f"materialized ({store.uri(key + partition_path(pk))}); materialize it, or "
+                        "set metadata={'allow_missing_partitions': True} on the input"
+                    ) from None
+        if as_dict:
+            return values
+        if len(context.asset_partition_keys) == 1 and values:
+            return next(iter(values.values()))
+        return _concatenate(values, context)
+
+
+class DatasetIOManager(_DatasetIOManagerBase):
+    """Stores `datasets` objects under a local folder, in the `save_to_disk` layout.
+
+    Asset key `["a", "b"]` is stored at `<base_dir>/a/b/`, partition `p` at
+    `<base_dir>/a/b/p/`; `datasets.load_from_disk` opens any of them.
+
+    >>> from dagster import Definitions
+    >>> defs = Definitions(assets=[], resources={"io_manager": DatasetIOManager(base_dir="data")})
+    """
+
+    base_dir: str = Field(description="Root folder of the stored datasets.")
+
+    def store(self) -> DatasetStore:
+        return LocalStore(self.base_dir, cache_dir=self.cache_dir)
+
+
+class S3DatasetIOManager(_DatasetIOManagerBase):
+    """Stores `datasets` objects on S3 under `s3://<s3_bucket>/<s3_prefix>/<asset key>/`.
+
+    Each save writes a new version prefix and commits a small manifest last, so readers never
+    see a half-written version. Loads go through a local cache keyed by version.
+
+    >>> from dagster_aws.s3 import S3Resource
+    >>> manager = S3DatasetIOManager(s3_resource=S3Resource(), s3_bucket="ml", s3_prefix="ds")
+    """
+
+    s3_resource: ResourceDependency[S3Resource]
+    s3_bucket: str = Field(description="S3 bucket name.")
+    s3_prefix: str = Field(default="dagster", description="Key prefix inside the bucket.")
+
+    def store(self) -> DatasetStore:
+        return S3Store(
+            self.s3_resource.get_client(), self.s3_bucket, self.s3_prefix, cache_dir=self.cache_dir
+        )
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _partition_values(context: OutputContext, obj: Any) -> Mapping[str, Any]:
+    keys = list(context.asset_partition_keys)
+    if isinstance(obj, Mapping) and not isinstance(obj, (DatasetDict, IterableDatasetDict)):
+        extra = sorted(set(map(str, obj)) - set(map(str, keys)))
+        if extra:
+            raise DatasetTypeError(
+                f"asset {context.asset_key.to_user_string()} returned partitions {extra} "
+                f"outside the run's partition keys {keys}"
+            )
+        by_str = {str(k): v for k, v in obj.items()}
+        return {pk: by_str[str(pk)] for pk in keys if str(pk) in by_str}
+    if len(keys) > 1:
+        raise DatasetTypeError(
+            f"asset {context.asset_key.to_user_string()} covers {len(keys)} partitions in one run; "
+            f"return a dict keyed by partition key (of {SUPPORTED_TYPES}), got "
+            f"{type(obj).__name__}"
+        )
+    return {keys[0]: obj}
+
+
+def _is_split_asset(context: OutputContext, key: tuple[str, ...]) -> bool:
+    if len(key) < 2:
+        return False
+    flag = (context.definition_metadata or {}).get(SPLIT_METADATA_KEY)
+    if flag is not None:
+        return bool(getattr(flag, "value", flag))
+    return key[-1] in WELL_KNOWN_SPLITS
+
+
+def _requested(context: InputContext) -> tuple[str | None, bool]:
+    """(kind to load or None for 'as stored', whether a dict keyed by partition is wanted)."""
+    annotation = context.dagster_type.typing_type if context.dagster_type else Any
+    annotation = _strip_optional(annotation)
+    if annotation in (Any, object, None, type(None)) or annotation is typing.Any:
+        return None, False
+    if annotation in KIND_OF_TYPE:
+        return KIND_OF_TYPE[annotation], False
+    origin = typing.get_origin(annotation)
+    if origin in (dict, Mapping, typing.Dict):  # noqa: UP006
+        args = typing.get_args(annotation)
+        value = _strip_optional(args[1]) if len(args) == 2 else Any
+        if value in KIND_OF_TYPE:
+            return KIND_OF_TYPE[value], True
+        if value is Any:
+            return None, True
+    raise DatasetTypeError(
+        f"input {context.name!r} loads asset {context.asset_key.to_user_string()} annotated as "
+        f"{annotation!r}; the dataset IO managers load {ACCEPTED_ANNOTATIONS}"
+    )
+
+
+def _strip_optional(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _load(store: DatasetStore, key: tuple[str, ...], kind: str | None, context: InputContext):
+    try:
+        return store.load(key, kind)
+    except TypeError as error:
+        raise DatasetTypeError(
+            f"input {context.name!r} of asset {context.asset_key.to_user_string()}: {error}"
+        ) from error
+
+
+def _concatenate(values: Mapping[str, Any], context: InputContext) -> Any:
+    items = list(values.values())
+    if not items:
+        raise NotStoredError(f"no partition of {context.asset_key.to_user_string()} is stored")
+    try:
+        if isinstance(items[0], (DatasetDict, IterableDatasetDict)):
+            splits = list(items[0])
+            joined = {s: concatenate_datasets([v[s] for v in items]) for s in splits}
+            return type(items[0])(joined)
+        return concatenate_datasets(items)
+    except (ValueError, KeyError) as error:
+        first = next(iter(values))
+        differing = [
+            pk for pk, v in values.items() if getattr(v, "features", None) != items[0].features
+        ]
+        raise DatasetTypeError(
+            f"partitions of {context.asset_key.to_user_string()} cannot be concatenated: "
+            f"features of {differing or list(values)} differ from partition {first!r} ({error})"
+        ) from error

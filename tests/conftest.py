@@ -1,0 +1,49 @@
+import os
+import uuid
+
+import pytest
+
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
+from tests.servers import start_seaweedfs  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    """Every test gets its own ds-assets cache (views, S3 downloads)."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DS_ASSETS_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture(scope="session")
+def seaweedfs():
+    """One real S3 server (SeaweedFS) for the whole test session."""
+    try:
+        server = start_seaweedfs()
+    except RuntimeError as error:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"cannot start SeaweedFS: {error}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(seaweedfs):
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    seaweedfs.client().create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path):
+    """The same tests against both backends."""
+    from ds_assets.storage import LocalStore
+    from ds_assets.storage.s3 import S3Store
+
+    if request.param == "local":
+        return LocalStore(str(tmp_path / "store"))
+    server = request.getfixturevalue("seaweedfs")
+    bucket = request.getfixturevalue("s3_bucket")
+    return S3Store(server.client(), bucket, "prefix/ds")

@@ -1,0 +1,194 @@
+"""The Arrow layout store against the real `datasets` library, on local disk and on S3."""
+
+from __future__ import annotations
+
+import os
+
+import datasets
+import pytest
+from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+
+from ds_assets.storage import DATASET, ITERABLE_DATASET, LocalStore, NotStoredError
+from ds_assets.storage.layout import MANIFEST_FILE
+from tests.datasets_factory import rich_dataset, table_dataset
+
+
+def rows(dataset):
+    return [dict(row) for row in dataset]
+
+
+def test_roundtrip_keeps_rows_and_features(store):
+    original = rich_dataset()
+    result = store.save(("rich",), original)
+    loaded = store.load(("rich",))
+    assert isinstance(loaded, Dataset)
+    assert loaded.features == original.features
+    assert rows(loaded) == rows(original)
+    assert loaded[3]["image"].size == (4, 3)  # decodes as a PIL image
+    assert result.manifest.num_rows == len(original)
+
+
+def test_local_output_opens_with_load_from_disk(tmp_path):
+    store = LocalStore(str(tmp_path))
+    original = rich_dataset()
+    store.save(("a", "b"), original, max_shard_size=500)
+    folder = tmp_path / "a" / "b"
+    names = sorted(os.listdir(folder))
+    shards = [n for n in names if n.startswith("data-")]
+    assert len(shards) > 1
+    assert shards[0] == f"data-00000-of-{len(shards):05d}.arrow"
+    assert {"state.json", "dataset_info.json", MANIFEST_FILE} <= set(names)
+    reference = datasets.load_from_disk(str(folder))
+    assert reference.features == original.features
+    assert rows(reference) == rows(original)
+
+
+def test_shards_are_cut_at_max_shard_size(store):
+    original = table_dataset(5_000)
+    manifest = store.save(("t",), original, max_shard_size="10KB").manifest
+    assert manifest.num_shards == manifest.num_bytes // 10_000 + 1
+    assert store.load(("t",))["id"][:] == list(range(5_000))
+
+
+def test_datasets_save_to_disk_output_loads(tmp_path):
+    original = rich_dataset()
+    original.save_to_disk(str(tmp_path / "single"), num_shards=3)
+    DatasetDict(train=original, test=original.select([1, 2])).save_to_disk(str(tmp_path / "dd"))
+    store = LocalStore(str(tmp_path))
+    single = store.load(("single",))
+    assert single.features == original.features and rows(single) == rows(original)
+    both = store.load(("dd",))
+    assert isinstance(both, DatasetDict) and list(both) == ["train", "test"]
+    assert rows(both["test"]) == rows(original.select([1, 2]))
+
+
+def test_datasets_output_on_s3_loads(seaweedfs, s3_bucket, tmp_path):
+    from ds_assets.storage.s3 import S3Store
+
+    original = rich_dataset()
+    original.save_to_disk(str(tmp_path / "single"), num_shards=2)
+    DatasetDict(train=original, test=original.select([0])).save_to_disk(str(tmp_path / "dd"))
+    client = seaweedfs.client()
+    for folder, _, files in os.walk(tmp_path):
+        for name in files:
+            local = os.path.join(folder, name)
+            client.upload_file(local, s3_bucket, "raw/" + os.path.relpath(local, tmp_path))
+    store = S3Store(client, s3_bucket, "raw")
+    assert rows(store.load(("single",))) == rows(original)
+    loaded = store.load(("dd",))
+    assert list(loaded) == ["train", "test"] and rows(loaded["test"]) == rows(original.select([0]))
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        lambda d: d.shuffle(seed=3),
+        lambda d: d.select([7, 2, 2, 9]),
+        lambda d: d.filter(lambda r: r["id"] % 3 == 0),
+    ],
+    ids=["shuffle", "select", "filter"],
+)
+def test_indices_mapping_is_written_in_final_order(store, transform):
+    original = transform(rich_dataset(20))
+    store.save(("mapped",), original, max_shard_size=3_000)
+    loaded = store.load(("mapped",))
+    assert loaded._indices is None
+    assert rows(loaded) == rows(original)
+
+
+def test_empty_dataset_saves_and_loads(store, tmp_path):
+    empty = rich_dataset().select([])
+    store.save(("empty",), empty)
+    loaded = store.load(("empty",))
+    assert len(loaded) == 0 and loaded.features == empty.features
+    if isinstance(store, LocalStore):
+        assert len(datasets.load_from_disk(store.path(("empty",)))) == 0
+
+
+def test_dataset_dict_roundtrip(store):
+    original = DatasetDict(train=rich_dataset(10), test=rich_dataset(3))
+    manifest = store.save(("dd",), original).manifest
+    assert manifest.splits == {"train": 10, "test": 3}
+    loaded = store.load(("dd",))
+    assert isinstance(loaded, DatasetDict) and list(loaded) == ["train", "test"]
+    assert rows(loaded["test"]) == rows(original["test"])
+    assert loaded["train"].split == "train"
+    streamed = store.load(("dd",), "IterableDatasetDict")
+    assert isinstance(streamed, IterableDatasetDict)
+    assert [r["id"] for r in streamed["train"]] == list(range(10))
+
+
+def test_streaming_input_is_stored_and_loaded_as_stream(store):
+    stream = table_dataset(1_000).to_iterable_dataset(num_shards=4).map(
+        lambda r: {"double": r["id"] * 2}
+    )
+    manifest = store.save(("s",), stream, max_shard_size="4KB").manifest
+    assert manifest.kind == ITERABLE_DATASET and manifest.num_rows == 1_000
+    assert manifest.num_shards > 1
+    loaded = store.load(("s",))  # as stored: a stream
+    assert isinstance(loaded, IterableDataset)
+    assert [r["double"] for r in loaded] == [2 * i for i in range(1_000)]
+    mapped = store.load(("s",), DATASET)
+    assert mapped["double"][:5] == [0, 2, 4, 6, 8]
+
+
+def test_unknown_features_of_a_generator_stream_are_inferred(store):
+    def generate():
+        for i in range(5):
+            yield {"x": i, "y": [float(i)]}
+
+    stream = IterableDataset.from_generator(generate)
+    store.save(("g",), stream)
+    assert store.load(("g",), DATASET)["y"][:] == [[float(i)] for i in range(5)]
+
+
+def test_transforms_leave_the_stored_folder_untouched(tmp_path):
+    store = LocalStore(str(tmp_path / "store"))
+    store.save(("up",), table_dataset(50))
+    folder = tmp_path / "store" / "up"
+    before = sorted(os.listdir(folder))
+    loaded = store.load(("up",))
+    loaded.map(lambda r: {"n": len(r["text"])}).filter(lambda r: r["n"] > 2)
+    assert sorted(os.listdir(folder)) == before
+    assert not [n for n in os.listdir(folder) if n.startswith("cache-")]
+
+
+def test_loading_a_missing_key_names_it(store):
+    with pytest.raises(NotStoredError, match="nothing stored"):
+        store.load(("missing",))
+
+
+def test_wrong_kind_is_refused(store):
+    store.save(("one",), table_dataset(3))
+    with pytest.raises(TypeError, match="cannot be loaded as a DatasetDict"):
+        store.load(("one",), "DatasetDict")
+
+
+@pytest.mark.parametrize("bad", [("..",), ("a", "../b"), (".hidden",), ("a/b",), ()])
+def test_unsafe_keys_are_refused(store, bad):
+    with pytest.raises(ValueError):
+        store.save(bad, table_dataset(1))
+
+
+def test_mismatched_stream_names_batch_and_columns(store):
+    def generate():
+        yield {"x": 1}
+        yield {"x": "not a number"}
+
+    stream = IterableDataset.from_generator(generate, features=datasets.Features(
+        {"x": datasets.Value("int64")}
+    ))
+    with pytest.raises(Exception, match="x"):
+        store.save(("bad",), stream)
+    assert not store.exists(("bad",))
+
+
+def test_split_index_lists_materialized_splits(store):
+    store.save(("mnist", "train"), table_dataset(4))
+    store.save(("mnist", "test"), table_dataset(2))
+    assert store.update_split_index(("mnist",)) == ["test", "train"]
+    loaded = store.load(("mnist",))
+    assert {name: len(split) for name, split in loaded.items()} == {"test": 2, "train": 4}
+    if isinstance(store, LocalStore):
+        reference = datasets.load_from_disk(str(store.path(("mnist",))))
+        assert sorted(reference) == ["test", "train"]
