@@ -82,12 +82,12 @@ def check_path_part(part: str) -> str:
 
 
 def new_version() -> str:
-    """A fresh, sortable version id: UTC time then random hex.
+    """A fresh version id: UTC time to the microsecond, then random hex.
 
     >>> len(new_version())
-    29
+    31
     """
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:13]
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:8]
 
 
 def state_document(
@@ -147,6 +147,7 @@ class Manifest:
     num_bytes: int
     num_shards: int
     splits: dict[str, int] = field(default_factory=dict)
+    previous: str | None = None
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     format: int = MANIFEST_FORMAT
 
@@ -156,7 +157,8 @@ class Manifest:
     @classmethod
     def from_json(cls, document: Mapping[str, Any], source: str) -> Manifest:
         try:
-            manifest = cls(**{key: document[key] for key in cls.__dataclass_fields__})
+            known = {key: document[key] for key in cls.__dataclass_fields__ if key in document}
+            manifest = cls(**known)
         except (KeyError, TypeError) as error:
             raise ValueError(f"{source}: not a ds-assets manifest ({error})") from error
         if manifest.kind not in KINDS:

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import BinaryIO
 
@@ -81,8 +82,12 @@ def version_token(directory: str) -> str:
     return "d-" + digest.hexdigest()[:24]
 
 
-def open_dataset(directory: str, view_root: str | None = None) -> Dataset:
+def open_dataset(directory: str, view_root: str | None = None, attempts: int = 50) -> Dataset:
     """Memory-map the `Dataset` saved in `directory`; transform caches go to `view_root`.
+
+    A writer may swap in a new version while we open: the version is read before and after
+    mapping the shards, and the open is retried when they differ, so the result is always
+    one whole version.
 
     >>> import tempfile
     >>> folder = tempfile.mkdtemp()
@@ -90,11 +95,27 @@ def open_dataset(directory: str, view_root: str | None = None) -> Dataset:
     >>> open_dataset(folder)[0]
     {'a': 1}
     """
-    state = read_state(directory)
     directory = os.path.abspath(directory)
     key = hashlib.sha256(directory.encode()).hexdigest()[:20]
     views = os.path.join(view_root or os.path.join(default_cache_dir(), "views"), key)
-    view = os.path.join(views, version_token(directory))
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(min(0.05, 0.002 * attempt))
+        version = version_token(directory)
+        try:
+            dataset = _open_through_view(directory, os.path.join(views, version))
+        except (FileNotFoundError, LayoutError):
+            if attempt + 1 == attempts or version_token(directory) == version:
+                raise
+            continue
+        if version_token(directory) == version:
+            _prune_other_views(views, keep=version)
+            return dataset
+    raise LayoutError(f"{directory}: changed during each of {attempts} attempts to open it")
+
+
+def _open_through_view(directory: str, view: str) -> Dataset:
+    state = read_state(directory)
     if not os.path.isfile(os.path.join(view, STATE_FILE)):
         with atomic_directory(view) as temp:
             for entry in state["_data_files"]:
@@ -102,7 +123,6 @@ def open_dataset(directory: str, view_root: str | None = None) -> Dataset:
                 os.symlink(os.path.join(directory, name), os.path.join(temp, name))
             for name in (STATE_FILE, INFO_FILE):
                 shutil.copyfile(os.path.join(directory, name), os.path.join(temp, name))
-        _prune_other_views(views, keep=os.path.basename(view))
     for entry in state["_data_files"]:
         shard = os.path.join(directory, _shard_file_name(entry, directory))
         if not os.path.isfile(shard):

@@ -102,8 +102,8 @@ class S3Store(DatasetStore):
     def _upload(self, path: str, object_key: str) -> None:
         try:
             self.client.upload_file(path, self.bucket, object_key)
-        except Exception as error:  # boto3's transfer manager wraps ClientError
-            cause = error.__cause__ if isinstance(error.__cause__, ClientError) else error
+        except Exception as error:  # boto3's transfer manager wraps the ClientError
+            cause = error if isinstance(error, ClientError) else error.__context__
             if isinstance(cause, ClientError):
                 code = str(cause.response.get("Error", {}).get("Code", ""))
                 if code in _DENIED:
@@ -140,12 +140,15 @@ class S3Store(DatasetStore):
         self, key: Sequence[str], value: Stored, *, max_shard_size: int | str = "500MB"
     ) -> SaveResult:
         key = self.check_key(key)
+        self._call("access to the bucket", self.object_key(key), self.client.head_bucket)
+        previous = self.manifest(key)
         version = new_version()
         version_prefix = self.object_key(key, _VERSION_MARK + version)
         spool = tempfile.mkdtemp(prefix="spool-", dir=_ensure(os.path.join(self.cache_dir, "spool")))
         target = _S3Target(self, version_prefix, spool)
         try:
             result = write_layout(value, target, version, max_shard_size=max_shard_size)
+            result.manifest.previous = previous.version if previous else None
             self._put_json(posixpath.join(version_prefix, MANIFEST_FILE), result.manifest.to_json())
             self._put_json(self.object_key(key, MANIFEST_FILE), result.manifest.to_json())
         except BaseException:
@@ -154,20 +157,12 @@ class S3Store(DatasetStore):
             raise
         finally:
             shutil.rmtree(spool, ignore_errors=True)
-        self._delete_old_versions(key, keep={version})
+        # Keep the version just replaced (a reader may have read its manifest a moment ago);
+        # delete the one before it. Only committed versions are deleted, never a prefix that
+        # a concurrent writer may still be filling.
+        if previous is not None and previous.previous not in (None, version):
+            self._delete_prefix(self.object_key(key, _VERSION_MARK + previous.previous) + "/")
         return result
-
-    def _delete_old_versions(self, key: tuple[str, ...], keep: set[str], keep_count: int = 2):
-        base = self.object_key(key) + "/"
-        versions = sorted(
-            common["Prefix"][len(base) + len(_VERSION_MARK) :].rstrip("/")
-            for page in self._list(base, delimiter="/")
-            for common in page.get("CommonPrefixes", [])
-            if common["Prefix"][len(base) :].startswith(_VERSION_MARK)
-        )
-        for version in versions[:-keep_count]:
-            if version not in keep:
-                self._delete_prefix(f"{base}{_VERSION_MARK}{version}/")
 
     # -- reading ------------------------------------------------------------------------------
     def manifest(self, key: Sequence[str]) -> Manifest | None:
