@@ -13,9 +13,9 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
-from datasets import Dataset, Features, IterableDataset
+from datasets import ClassLabel, Dataset, Features, IterableDataset
 from datasets.features.features import require_storage_embed
-from datasets.table import embed_table_storage
+from datasets.table import cast_array_to_feature, cast_table_to_features, embed_table_storage
 
 DEFAULT_BATCH_ROWS = 10_000
 BATCH_BYTES = 32 * 1024 * 1024
@@ -94,14 +94,80 @@ class _Gatherer:
 def iterable_batches(
     dataset: IterableDataset, batch_rows: int = 1000
 ) -> tuple[Features | None, Iterator[pa.RecordBatch]]:
-    """Features (None if `datasets` does not know them yet) and Arrow batches of a stream."""
-    tables = dataset.with_format("arrow").iter(batch_size=batch_rows)
+    """Features and Arrow batches of a stream.
 
-    def batches() -> Iterator[pa.RecordBatch]:
-        for table in tables:
-            yield from table.to_batches()
+    A stream with known features is read as Arrow end to end. `datasets` forgets a stream's
+    features after `map` (and never knew a generator's); its own Arrow iteration then infers
+    each batch alone and fails when an empty list types a column differently from the next
+    batch. Such a stream is read as Python batches and encoded once with the features that
+    `infer_features` settles on.
+    """
+    if dataset.features is not None:
+        tables = dataset.with_format("arrow").iter(batch_size=batch_rows)
+        return dataset.features, (batch for table in tables for batch in table.to_batches())
+    python_batches = dataset.with_format(None).iter(batch_size=batch_rows)
+    first = next(python_batches, None)
+    if first is None:
+        return None, iter(())
+    inferred = Dataset.from_dict(first).features
+    features = infer_features(first, _upstream_features(dataset), inferred)
 
-    return dataset.features, batches()
+    def encode() -> Iterator[pa.RecordBatch]:
+        # Encode with the plain inferred features, then cast the Arrow storage: encoding
+        # through Audio/Video features would need their codecs even for raw bytes.
+        for number, batch in enumerate(_chain(first, python_batches)):
+            try:
+                table = pa.Table.from_pydict(inferred.encode_batch(batch), schema=inferred.arrow_schema)
+                yield from cast_table_to_features(table, features).to_batches()
+            except (pa.ArrowException, TypeError, ValueError) as error:
+                raise ValueError(
+                    f"stream batch {number} does not fit the features inferred from its first "
+                    f"rows {features}: {error}. Declare them with map(..., features=...)"
+                ) from error
+
+    return features, encode()
+
+
+def infer_features(
+    head: dict[str, list], upstream: Features, inferred: Features | None = None
+) -> Features:
+    """Features for a stream's first rows, as `Dataset.from_dict` infers them.
+
+    Decoded images become `Image`; a column whose upstream feature (ClassLabel, Audio, ...)
+    still encodes its values keeps that feature.
+
+    >>> infer_features({"a": [1]}, Features({"a": ClassLabel(names=["x", "y"])}))
+    {'a': ClassLabel(names=['x', 'y'])}
+    """
+    table = Dataset.from_dict(head, features=inferred).data.table
+    inferred = inferred or Features.from_arrow_schema(table.schema)
+    return Features(
+        {
+            name: upstream[name]
+            if name in upstream and upstream[name] != feature and _casts(table[name], upstream[name])
+            else feature
+            for name, feature in inferred.items()
+        }
+    )
+
+
+def _upstream_features(dataset: IterableDataset) -> Features:
+    """The last features known along the stream's chain of example iterables."""
+    iterable = dataset._ex_iterable  # datasets keeps the chain here, with no public accessor
+    while iterable is not None:
+        features = getattr(iterable, "features", None)
+        if features is not None:
+            return features
+        iterable = getattr(iterable, "ex_iterable", None)
+    return Features()
+
+
+def _casts(column: pa.ChunkedArray, feature) -> bool:
+    try:
+        cast_array_to_feature(column, feature)
+    except Exception:  # any failure means: this feature no longer describes the column
+        return False
+    return True
 
 
 def conform(

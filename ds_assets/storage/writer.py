@@ -137,7 +137,13 @@ class _ShardCutter:
             if self._stream is None:
                 self._open()
             room = self._room()
-            piece = batch if room is None or room >= batch.num_rows else batch.slice(0, room)
+            if room is None:  # cut by bytes: take about what still fits, at least one row
+                free = self.max_shard_size - self._bytes
+                row_bytes = max(1, batch.nbytes // max(1, batch.num_rows))
+                rows = max(1, free // row_bytes)
+                piece = batch if rows >= batch.num_rows else batch.slice(0, rows)
+            else:
+                piece = batch if room >= batch.num_rows else batch.slice(0, room)
             if room == 0:
                 raise ValueError("stream yielded more rows than planned for its shards")
             self._stream.write_batch(piece)
