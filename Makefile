@@ -19,7 +19,7 @@ $(DAGSTER_HOME):
 	mkdir -p $(DAGSTER_HOME)
 
 demo: $(STAMP) $(DAGSTER_HOME)
-	$(BIN)/python -m ds_assets.demo
+	$(BIN)/python definitions.py
 
 test: $(STAMP)
 	$(BIN)/ruff check .

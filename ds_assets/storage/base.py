@@ -5,7 +5,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict, disable_progress_bars
+import contextlib
+from collections.abc import Iterator
+
+import datasets
+from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 
 from ds_assets.storage.layout import (
     DATASET,
@@ -20,8 +24,20 @@ from ds_assets.storage.save import SaveResult
 
 Stored = Dataset | DatasetDict | IterableDataset | IterableDatasetDict
 
-# Logs stay readable: progress goes through the caller's logger, not tqdm bars.
-disable_progress_bars()
+
+@contextlib.contextmanager
+def quiet_progress() -> Iterator[None]:
+    """Silence `datasets`' progress bars inside our own calls only, then restore the setting.
+
+    Logs stay readable: the IO managers report progress through Dagster's log instead.
+    """
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
 
 
 class NotStoredError(FileNotFoundError):
@@ -40,11 +56,16 @@ class DatasetStore(ABC):
     [1, 2]
     """
 
-    @abstractmethod
     def save(
         self, key: Sequence[str], value: Stored, *, max_shard_size: int | str = "500MB"
     ) -> SaveResult:
         """Store `value` at `key` atomically and return what was written."""
+        with quiet_progress():
+            return self._save(self.check_key(key), value, max_shard_size)
+
+    @abstractmethod
+    def _save(self, key: tuple[str, ...], value: Stored, max_shard_size: int | str) -> SaveResult:
+        """Backend part of `save`."""
 
     @abstractmethod
     def stored_kind(self, key: Sequence[str]) -> str | None:
@@ -75,7 +96,10 @@ class DatasetStore(ABC):
 
         `Dataset` is memory-mapped, `IterableDataset` streams; a dict kind loads every split.
         """
-        key = self.check_key(key)
+        with quiet_progress():
+            return self._load(self.check_key(key), kind)
+
+    def _load(self, key: tuple[str, ...], kind: str | None) -> Stored:
         stored = self.stored_kind(key)
         if stored is None:
             raise NotStoredError(f"{self.uri(key)}: nothing stored here")

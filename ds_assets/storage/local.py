@@ -66,9 +66,7 @@ class LocalStore(DatasetStore):
     def uri(self, key: Sequence[str]) -> str:
         return self.path(key)
 
-    def save(
-        self, key: Sequence[str], value: Stored, *, max_shard_size: int | str = "500MB"
-    ) -> SaveResult:
+    def _save(self, key: tuple[str, ...], value: Stored, max_shard_size: int | str) -> SaveResult:
         final = self.path(key)
         with atomic_directory(final) as temp:
             result = write_layout(value, _FolderTarget(temp), new_version(), max_shard_size=max_shard_size)

@@ -136,10 +136,7 @@ class S3Store(DatasetStore):
             )
 
     # -- saving -------------------------------------------------------------------------------
-    def save(
-        self, key: Sequence[str], value: Stored, *, max_shard_size: int | str = "500MB"
-    ) -> SaveResult:
-        key = self.check_key(key)
+    def _save(self, key: tuple[str, ...], value: Stored, max_shard_size: int | str) -> SaveResult:
         self._call("access to the bucket", self.object_key(key), self.client.head_bucket)
         previous = self.manifest(key)
         version = new_version()
