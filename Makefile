@@ -30,7 +30,7 @@ ui: $(STAMP) $(DAGSTER_HOME)
 	$(BIN)/dagster dev -f definitions.py
 
 bench: $(STAMP)
-	$(BIN)/python bench/store_bench.py
+	PYTHONPATH=$(CURDIR) $(BIN)/python bench/store_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
