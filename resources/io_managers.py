@@ -6,7 +6,6 @@ decides what is loaded (`Dataset` memory-mapped, `IterableDataset` streaming, `D
 `ds_assets.storage`; this module maps Dagster contexts onto store keys.
 """
 
-
 import types
 import typing
 from collections.abc import Mapping

@@ -66,9 +66,15 @@ def _cell(value: Any) -> str:
     if isinstance(value, (bytes, bytearray)):
         text = f"<{len(value)} bytes>"
     elif isinstance(value, dict) and isinstance(value.get("bytes"), (bytes, bytearray)):
-        text = f"<{len(value['bytes'])} bytes{', ' + str(value['path']) if value.get('path') else ''}>"
+        text = (
+            f"<{len(value['bytes'])} bytes{', ' + str(value['path']) if value.get('path') else ''}>"
+        )
     else:
-        text = json.dumps(value, default=str, ensure_ascii=False) if not isinstance(value, str) else value
+        text = (
+            json.dumps(value, default=str, ensure_ascii=False)
+            if not isinstance(value, str)
+            else value
+        )
     text = text.replace("|", "\\|").replace("\n", " ")
     return text if len(text) <= PREVIEW_CELL_CHARS else text[: PREVIEW_CELL_CHARS - 1] + "…"
 
@@ -91,7 +97,10 @@ def output_metadata(results: dict[str, SaveResult], location: str) -> dict[str, 
         metadata["version"] = first.manifest.version
     else:
         metadata["partitions"] = MetadataValue.json(
-            {key: {"rows": r.manifest.num_rows, "version": r.manifest.version} for key, r in results.items()}
+            {
+                key: {"rows": r.manifest.num_rows, "version": r.manifest.version}
+                for key, r in results.items()
+            }
         )
     if first.manifest.splits:
         metadata["splits"] = MetadataValue.json(first.manifest.splits)

@@ -31,14 +31,18 @@ RICH_FEATURES = Features(
 def rich_dataset(rows: int = 12) -> Dataset:
     """Rows with ClassLabel, nested lists and structs, and Image/Audio stored as bytes."""
     # Audio is cast from its Arrow storage: encoding through `datasets` needs torchcodec.
-    plain = Features({**RICH_FEATURES, "audio": {"bytes": Value("binary"), "path": Value("string")}})
+    plain = Features(
+        {**RICH_FEATURES, "audio": {"bytes": Value("binary"), "path": Value("string")}}
+    )
     dataset = Dataset.from_dict(
         {
             "id": list(range(rows)),
             "text": [f"row {i} " + "x" * (i % 7) for i in range(rows)],
             "label": [i % 2 for i in range(rows)],
             "tokens": [list(range(i % 5)) for i in range(rows)],
-            "nested": [{"a": i / 2, "b": [{"c": str(j)} for j in range(i % 3)]} for i in range(rows)],
+            "nested": [
+                {"a": i / 2, "b": [{"c": str(j)} for j in range(i % 3)]} for i in range(rows)
+            ],
             "image": [{"bytes": png_bytes(i * 10 % 256), "path": None} for i in range(rows)],
             "audio": [{"bytes": b"RIFF" + bytes([i]) * 8, "path": None} for i in range(rows)],
         },

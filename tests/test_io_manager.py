@@ -1,6 +1,5 @@
 """The IO managers in real Dagster runs: materialize() on a DagsterInstance on disk."""
 
-
 from typing import Any
 
 import datasets
@@ -119,7 +118,9 @@ def test_dataset_dict_output_and_input(io_manager, instance, tmp_path):
 
 
 def test_split_assets_maintain_dataset_dict_json(io_manager, instance, tmp_path):
-    @multi_asset(outs={"train": AssetOut(key=["mnist", "train"]), "test": AssetOut(key=["mnist", "test"])})
+    @multi_asset(
+        outs={"train": AssetOut(key=["mnist", "train"]), "test": AssetOut(key=["mnist", "test"])}
+    )
     def mnist_splits():
         whole = table_dataset(10).train_test_split(test_size=0.3, seed=0)
         return whole["train"], whole["test"]

@@ -119,8 +119,10 @@ def test_dataset_dict_roundtrip(store):
 
 
 def test_streaming_input_is_stored_and_loaded_as_stream(store):
-    stream = table_dataset(1_000).to_iterable_dataset(num_shards=4).map(
-        lambda r: {"double": r["id"] * 2}
+    stream = (
+        table_dataset(1_000)
+        .to_iterable_dataset(num_shards=4)
+        .map(lambda r: {"double": r["id"] * 2})
     )
     manifest = store.save(("s",), stream, max_shard_size="4KB").manifest
     assert manifest.kind == ITERABLE_DATASET and manifest.num_rows == 1_000
@@ -175,9 +177,9 @@ def test_mismatched_stream_names_batch_and_columns(store):
         yield {"x": 1}
         yield {"x": "not a number"}
 
-    stream = IterableDataset.from_generator(generate, features=datasets.Features(
-        {"x": datasets.Value("int64")}
-    ))
+    stream = IterableDataset.from_generator(
+        generate, features=datasets.Features({"x": datasets.Value("int64")})
+    )
     with pytest.raises(Exception, match="x"):
         store.save(("bad",), stream)
     assert not store.exists(("bad",))

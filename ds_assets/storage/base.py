@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Sequence
-
 import contextlib
-from collections.abc import Iterator
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 
 import datasets
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
@@ -105,9 +103,7 @@ class DatasetStore(ABC):
             raise NotStoredError(f"{self.uri(key)}: nothing stored here")
         kind = kind or stored
         if (kind in DICT_KINDS) != (stored in DICT_KINDS):
-            raise TypeError(
-                f"{self.uri(key)} holds a {stored}, which cannot be loaded as a {kind}"
-            )
+            raise TypeError(f"{self.uri(key)} holds a {stored}, which cannot be loaded as a {kind}")
         if kind in (DATASET, ITERABLE_DATASET):
             return self._open(key, streaming=kind == ITERABLE_DATASET)
         streaming = kind == ITERABLE_DATASET_DICT

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
-from datasets import ClassLabel, Dataset, Features, IterableDataset
+from datasets import Dataset, Features, IterableDataset
 from datasets.features.features import require_storage_embed
 from datasets.table import cast_array_to_feature, cast_table_to_features, embed_table_storage
 
@@ -81,7 +81,7 @@ class _Gatherer:
         starts = np.flatnonzero(np.r_[True, batch_ids[1:] != batch_ids[:-1]])
         ends = np.r_[starts[1:], len(ordered)]
         pieces = []
-        for start, end in zip(starts, ends):
+        for start, end in zip(starts, ends, strict=True):
             batch_id = batch_ids[start]
             local = ordered[start:end] - self._offsets[batch_id]
             pieces.append(self._batches[batch_id].take(pa.array(local)))
@@ -117,7 +117,9 @@ def iterable_batches(
         # through Audio/Video features would need their codecs even for raw bytes.
         for number, batch in enumerate(_chain(first, python_batches)):
             try:
-                table = pa.Table.from_pydict(inferred.encode_batch(batch), schema=inferred.arrow_schema)
+                table = pa.Table.from_pydict(
+                    inferred.encode_batch(batch), schema=inferred.arrow_schema
+                )
                 yield from cast_table_to_features(table, features).to_batches()
             except (pa.ArrowException, TypeError, ValueError) as error:
                 raise ValueError(
@@ -144,7 +146,9 @@ def infer_features(
     return Features(
         {
             name: upstream[name]
-            if name in upstream and upstream[name] != feature and _casts(table[name], upstream[name])
+            if name in upstream
+            and upstream[name] != feature
+            and _casts(table[name], upstream[name])
             else feature
             for name, feature in inferred.items()
         }

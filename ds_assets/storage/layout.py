@@ -6,18 +6,18 @@ One place knows the layout, so the local and the S3 store, the writer and the re
                  /data-00001-of-00002.arrow
                  /dataset_info.json          `DatasetInfo` as JSON, sorted keys
                  /state.json                 shard list, fingerprint, format, split
-                 /ds_assets.json             our manifest: kind, version, row count (ignored by datasets)
+                 /ds_assets.json             our manifest: kind, version, rows (datasets ignores it)
     <dict dir>/dataset_dict.json             {"splits": [...]}, one dataset dir per split
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -123,7 +123,9 @@ def schema_metadata(features: Features) -> dict[str, str]:
     return {"huggingface": json.dumps({"info": {"features": features.to_dict()}})}
 
 
-def write_json(path: str, document: Any, *, indent: int | None = 2, sort_keys: bool = False) -> None:
+def write_json(
+    path: str, document: Any, *, indent: int | None = 2, sort_keys: bool = False
+) -> None:
     """Write JSON to `path` (used inside a temporary directory, so no atomic rename needed)."""
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(document, handle, indent=indent, sort_keys=sort_keys)

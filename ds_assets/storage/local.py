@@ -69,7 +69,9 @@ class LocalStore(DatasetStore):
     def _save(self, key: tuple[str, ...], value: Stored, max_shard_size: int | str) -> SaveResult:
         final = self.path(key)
         with atomic_directory(final) as temp:
-            result = write_layout(value, _FolderTarget(temp), new_version(), max_shard_size=max_shard_size)
+            result = write_layout(
+                value, _FolderTarget(temp), new_version(), max_shard_size=max_shard_size
+            )
             write_json(os.path.join(temp, MANIFEST_FILE), result.manifest.to_json())
         return result
 

@@ -123,7 +123,9 @@ class S3Store(DatasetStore):
         except ClientError as error:
             code = str(error.response.get("Error", {}).get("Code", ""))
             if code in _DENIED:
-                raise S3AccessError(f"s3://{self.bucket}/{prefix}: S3 refused a listing ({code})")
+                raise S3AccessError(
+                    f"s3://{self.bucket}/{prefix}: S3 refused a listing ({code})"
+                ) from error
             raise
 
     def _delete_prefix(self, prefix: str) -> None:
@@ -141,7 +143,9 @@ class S3Store(DatasetStore):
         previous = self.manifest(key)
         version = new_version()
         version_prefix = self.object_key(key, _VERSION_MARK + version)
-        spool = tempfile.mkdtemp(prefix="spool-", dir=_ensure(os.path.join(self.cache_dir, "spool")))
+        spool = tempfile.mkdtemp(
+            prefix="spool-", dir=_ensure(os.path.join(self.cache_dir, "spool"))
+        )
         target = _S3Target(self, version_prefix, spool)
         try:
             result = write_layout(value, target, version, max_shard_size=max_shard_size)
@@ -165,17 +169,27 @@ class S3Store(DatasetStore):
     def manifest(self, key: Sequence[str]) -> Manifest | None:
         object_key = self.object_key(key, MANIFEST_FILE)
         document = self._get_json(object_key)
-        return None if document is None else Manifest.from_json(document, f"s3://{self.bucket}/{object_key}")
+        return (
+            None
+            if document is None
+            else Manifest.from_json(document, f"s3://{self.bucket}/{object_key}")
+        )
 
     def _resolve(self, key: tuple[str, ...]) -> tuple[str, str, str] | None:
         """(kind, version, prefix holding the layout) of `key`, or None if nothing is there."""
         manifest = self.manifest(key)
         if manifest is not None:
-            return manifest.kind, manifest.version, self.object_key(key, _VERSION_MARK + manifest.version)
+            return (
+                manifest.kind,
+                manifest.version,
+                self.object_key(key, _VERSION_MARK + manifest.version),
+            )
         root = self.object_key(key)
         for name, kind in ((STATE_FILE, DATASET), (DICT_FILE, DATASET_DICT)):
             with contextlib.suppress(NotStoredError):
-                head = self._call("a read", f"{root}/{name}", self.client.head_object, Key=f"{root}/{name}")
+                head = self._call(
+                    "a read", f"{root}/{name}", self.client.head_object, Key=f"{root}/{name}"
+                )
                 return kind, "e-" + head["ETag"].strip('"'), root
         return None
 
@@ -233,7 +247,10 @@ class S3Store(DatasetStore):
             raise NotStoredError(f"s3://{self.bucket}/{prefix}: no {STATE_FILE}/{INFO_FILE}")
         sources = [f"{prefix}/{entry['filename']}" for entry in state["_data_files"]]
         return stream_arrow_files(
-            sources, _S3Opener(self.client, self.bucket), DatasetInfo.from_dict(info), state.get("_split")
+            sources,
+            _S3Opener(self.client, self.bucket),
+            DatasetInfo.from_dict(info),
+            state.get("_split"),
         )
 
     def update_split_index(self, key: Sequence[str]) -> list[str]:

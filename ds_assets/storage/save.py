@@ -12,8 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pyarrow as pa
-from datasets import Dataset, DatasetDict, DatasetInfo, Features, IterableDataset
-from datasets import IterableDatasetDict
+from datasets import (
+    Dataset,
+    DatasetDict,
+    DatasetInfo,
+    Features,
+    IterableDataset,
+    IterableDatasetDict,
+)
 
 from ds_assets.storage.batches import conform, dataset_batches, dataset_num_bytes, iterable_batches
 from ds_assets.storage.layout import (
@@ -136,13 +142,18 @@ def _write_one(dataset, target, subdir, version, limit, split_name=None) -> _One
     schema = features.arrow_schema.with_metadata(schema_metadata(features))
     preview = _Preview(schema)
     stats = write_shards(
-        preview.watch(batches), schema, target.shard_sink(subdir),
-        max_shard_size=limit, planned_rows=planned,
+        preview.watch(batches),
+        schema,
+        target.shard_sink(subdir),
+        max_shard_size=limit,
+        planned_rows=planned,
     )
     prefix = f"{subdir}/" if subdir else ""
     state = state_document(
-        [s.name for s in stats], fingerprint,
-        split=str(split) if split is not None else None, **state_kwargs,
+        [s.name for s in stats],
+        fingerprint,
+        split=str(split) if split is not None else None,
+        **state_kwargs,
     )
     target.put_json(prefix + STATE_FILE, _sorted(state))
     target.put_json(prefix + INFO_FILE, info_document(info))

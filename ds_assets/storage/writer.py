@@ -157,11 +157,11 @@ class _ShardCutter:
     def close(self) -> list[ShardStats]:
         if self._stream is not None:
             self._close_current()
-        if self.planned is not None and len(self.stats) != len(self.planned):
-            if sum(s.num_rows for s in self.stats) or any(self.planned):
-                raise ValueError(
-                    f"stream ended after {len(self.stats)} of {len(self.planned)} planned shards"
-                )
+        short = self.planned is not None and len(self.stats) != len(self.planned)
+        if short and (sum(s.num_rows for s in self.stats) or any(self.planned)):
+            raise ValueError(
+                f"stream ended after {len(self.stats)} of {len(self.planned)} planned shards"
+            )
         if not self.stats:  # an empty dataset: one shard with the schema and no batch
             self.planned = None
             self._open()
