@@ -182,7 +182,13 @@ def _partition_values(context: OutputContext, obj: Any) -> Mapping[str, Any]:
                 f"outside the run's partition keys {keys}"
             )
         by_str = {str(k): v for k, v in obj.items()}
-        return {pk: by_str[str(pk)] for pk in keys if str(pk) in by_str}
+        missing = [str(pk) for pk in keys if str(pk) not in by_str]
+        if missing:
+            raise DatasetTypeError(
+                f"asset {context.asset_key.to_user_string()} returned no value for partitions "
+                f"{missing} of this run; return one per partition key {keys}"
+            )
+        return {pk: by_str[str(pk)] for pk in keys}
     if len(keys) > 1:
         raise DatasetTypeError(
             f"asset {context.asset_key.to_user_string()} covers {len(keys)} partitions in one run; "

@@ -282,3 +282,13 @@ def test_s3_io_manager(seaweedfs, s3_bucket, instance):
     assert seen == {"rows": list(range(8)), "letters": ["a", "b", "c"]}
     uri = materialization(instance, "downstream").metadata["dagster/uri"].value
     assert uri == f"s3://{s3_bucket}/pipelines/downstream"
+
+
+def test_range_output_missing_a_partition_is_refused(io_manager, instance):
+    @asset(partitions_def=letters, backfill_policy=BackfillPolicy.single_run())
+    def ranged(context: AssetExecutionContext) -> dict[str, Dataset]:
+        return {"a": table_dataset(1)}
+
+    tags = {ASSET_PARTITION_RANGE_START_TAG: "a", ASSET_PARTITION_RANGE_END_TAG: "c"}
+    with pytest.raises(DatasetTypeError, match=r"no value for partitions \['b', 'c'\]"):
+        run([ranged], io_manager, instance, tags=tags)

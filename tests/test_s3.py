@@ -41,14 +41,15 @@ def test_multi_shard_upload_then_cached_load(seaweedfs, s3_bucket, isolated_cach
     assert len([n for n in os.listdir(cached) if n.endswith(".arrow")]) == manifest.num_shards
 
 
-def test_new_version_is_downloaded_and_old_cache_dropped(seaweedfs, s3_bucket, isolated_cache):
+def test_new_version_is_downloaded_and_stale_cache_dropped(seaweedfs, s3_bucket, isolated_cache):
     store = S3Store(seaweedfs.client(), s3_bucket, "p")
     old = store.save(("ds",), table_dataset(5)).manifest
     store.load(("ds",))
+    cached = isolated_cache / "s3" / s3_bucket / "p" / "ds"
+    os.utime(cached / old.version, (0, 0))  # untouched for long: stale
     new = store.save(("ds",), table_dataset(7)).manifest
     assert len(store.load(("ds",))) == 7
-    assert os.listdir(isolated_cache / "s3" / s3_bucket / "p" / "ds") == [new.version]
-    assert old.version != new.version
+    assert os.listdir(cached) == [new.version]
 
 
 def test_streaming_load_downloads_nothing(seaweedfs, s3_bucket, isolated_cache):
@@ -96,3 +97,14 @@ def test_dataset_written_by_us_opens_with_datasets_from_a_version_prefix(
     for item in client.list_objects_v2(Bucket=s3_bucket, Prefix=prefix)["Contents"]:
         client.download_file(s3_bucket, item["Key"], str(tmp_path / item["Key"][len(prefix) :]))
     assert datasets.load_from_disk(str(tmp_path))["id"][:] == [0, 1, 2, 3]
+
+
+def test_recently_used_cached_version_is_kept(seaweedfs, s3_bucket, isolated_cache):
+    """Another process may still be opening it; only stale versions are dropped."""
+    store = S3Store(seaweedfs.client(), s3_bucket, "p")
+    old = store.save(("ds",), table_dataset(5)).manifest
+    store.load(("ds",))
+    new = store.save(("ds",), table_dataset(7)).manifest
+    store.load(("ds",))
+    cached = isolated_cache / "s3" / s3_bucket / "p" / "ds"
+    assert sorted(os.listdir(cached)) == sorted([old.version, new.version])

@@ -194,3 +194,15 @@ def test_split_index_lists_materialized_splits(store):
     if isinstance(store, LocalStore):
         reference = datasets.load_from_disk(str(store.path(("mnist",))))
         assert sorted(reference) == ["test", "train"]
+
+
+def test_iterable_dataset_dict_roundtrip(store):
+    streams = IterableDatasetDict(
+        train=table_dataset(30).to_iterable_dataset(), test=table_dataset(4).to_iterable_dataset()
+    )
+    manifest = store.save(("sd",), streams).manifest
+    assert manifest.kind == "IterableDatasetDict" and manifest.splits == {"train": 30, "test": 4}
+    loaded = store.load(("sd",))
+    assert isinstance(loaded, IterableDatasetDict)
+    assert [r["id"] for r in loaded["test"]] == [0, 1, 2, 3]
+    assert store.load(("sd",), "DatasetDict")["train"]["id"][:] == list(range(30))

@@ -11,7 +11,6 @@ from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 
 from ds_assets.storage.layout import (
     DATASET,
-    DATASET_DICT,
     DICT_KINDS,
     ITERABLE_DATASET,
     ITERABLE_DATASET_DICT,
@@ -118,6 +117,3 @@ class DatasetStore(ABC):
         if isinstance(key, str) or not key:
             raise ValueError(f"a store key is a non-empty sequence of path parts, got {key!r}")
         return tuple(check_path_part(part) for part in key)
-
-
-__all__ = ["DatasetStore", "NotStoredError", "Stored", "DATASET_DICT"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 from collections.abc import Sequence
@@ -107,15 +106,3 @@ class LocalStore(DatasetStore):
             write_json(temp, {"splits": splits}, indent=None)
             os.replace(temp, os.path.join(folder, DICT_FILE))
         return splits
-
-    def delete(self, key: Sequence[str]) -> None:
-        """Remove what is stored at `key` (atomically: renamed aside, then deleted)."""
-        import shutil
-
-        from ds_assets.storage.atomic import temp_sibling
-
-        path = self.path(key)
-        with contextlib.suppress(FileNotFoundError):
-            trash = temp_sibling(path, ".old-")
-            os.rename(path, trash)
-            shutil.rmtree(trash, ignore_errors=True)

@@ -109,7 +109,7 @@ def open_dataset(directory: str, view_root: str | None = None, attempts: int = 5
                 raise
             continue
         if version_token(directory) == version:
-            _prune_other_views(views, keep=version)
+            prune_stale_versions(views, keep=version)
             return dataset
     raise LayoutError(f"{directory}: changed during each of {attempts} attempts to open it")
 
@@ -140,11 +140,23 @@ def _shard_file_name(entry: object, directory: str) -> str:
     return name
 
 
-def _prune_other_views(views: str, keep: str) -> None:
+STALE_VERSION_SECONDS = 3600
+
+
+def prune_stale_versions(folder: str, keep: str, min_age: float = STALE_VERSION_SECONDS) -> None:
+    """Delete version folders in `folder` other than `keep` that were untouched for `min_age`.
+
+    Not at once: another process may still be opening an older version, or writing `map`
+    caches into its view.
+    """
+    now = time.time()
     with contextlib.suppress(OSError):
-        for entry in os.scandir(views):
-            if entry.name != keep and not entry.name.startswith("."):
-                shutil.rmtree(entry.path, ignore_errors=True)
+        for entry in os.scandir(folder):
+            if entry.name == keep or entry.name.startswith("."):
+                continue
+            with contextlib.suppress(OSError):
+                if now - entry.stat().st_mtime > min_age:
+                    shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def open_dataset_dict(directory: str, view_root: str | None = None) -> DatasetDict:

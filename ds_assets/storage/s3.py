@@ -39,7 +39,12 @@ from ds_assets.storage.layout import (
     Manifest,
     new_version,
 )
-from ds_assets.storage.reader import default_cache_dir, open_dataset, stream_arrow_files
+from ds_assets.storage.reader import (
+    default_cache_dir,
+    open_dataset,
+    prune_stale_versions,
+    stream_arrow_files,
+)
 from ds_assets.storage.save import SaveResult, write_layout
 
 _VERSION_MARK = "v-"
@@ -198,7 +203,7 @@ class S3Store(DatasetStore):
         return resolved[0] if resolved else None
 
     def _split_names(self, key):
-        kind, _, prefix = self._require(key)
+        _, _, prefix = self._require(key)
         document = self._get_json(f"{prefix}/{DICT_FILE}") or {}
         return list(document.get("splits", []))
 
@@ -226,7 +231,7 @@ class S3Store(DatasetStore):
         folder = os.path.join(local, version)
         if not os.path.isfile(os.path.join(folder, STATE_FILE)):
             self._download(prefix, folder)
-            _prune_siblings(local, keep=version)
+            prune_stale_versions(local, keep=version)
         return open_dataset(folder, os.path.join(self.cache_dir, "views"))
 
     def _download(self, prefix: str, folder: str) -> None:
@@ -340,10 +345,3 @@ class _S3Target:
 def _ensure(path: str) -> str:
     os.makedirs(path, exist_ok=True)
     return path
-
-
-def _prune_siblings(folder: str, keep: str) -> None:
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(folder):
-            if entry.name != keep and not entry.name.startswith("."):
-                shutil.rmtree(entry.path, ignore_errors=True)
