@@ -21,7 +21,7 @@ import os
 import posixpath
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -79,19 +79,30 @@ class S3Store(DatasetStore):
         return f"s3://{self.bucket}/{self.object_key(key)}"
 
     # -- low level ----------------------------------------------------------------------------
-    def _call(self, what: str, object_key: str, function, **kwargs):
+    @contextlib.contextmanager
+    def _errors(self, what: str, object_key: str) -> Iterator[None]:
+        """Turn S3's refusals and misses into errors that name the object and the fix."""
         try:
-            return function(Bucket=self.bucket, **kwargs)
-        except ClientError as error:
-            code = str(error.response.get("Error", {}).get("Code", ""))
+            yield
+        except Exception as error:
+            # boto3's transfer manager raises its own error with the ClientError as context
+            cause = error if isinstance(error, ClientError) else error.__context__
+            if not isinstance(cause, ClientError):
+                raise
+            code = str(cause.response.get("Error", {}).get("Code", ""))
+            where = f"s3://{self.bucket}/{object_key}"
             if code in _DENIED:
                 raise S3AccessError(
-                    f"s3://{self.bucket}/{object_key}: S3 refused {what} ({code}); check the "
-                    "access key, secret and the bucket policy"
+                    f"{where}: S3 refused {what} ({code}); check the access key, secret and "
+                    "the bucket policy"
                 ) from error
             if code in _MISSING:
-                raise NotStoredError(f"s3://{self.bucket}/{object_key}: not found") from error
+                raise NotStoredError(f"{where}: not found") from error
             raise
+
+    def _call(self, what: str, object_key: str, function, **kwargs):
+        with self._errors(what, object_key):
+            return function(Bucket=self.bucket, **kwargs)
 
     def _get_json(self, object_key: str) -> Any | None:
         try:
@@ -105,33 +116,16 @@ class S3Store(DatasetStore):
         self._call("a write", object_key, self.client.put_object, Key=object_key, Body=body)
 
     def _upload(self, path: str, object_key: str) -> None:
-        try:
+        with self._errors("the upload", object_key):
             self.client.upload_file(path, self.bucket, object_key)
-        except Exception as error:  # boto3's transfer manager wraps the ClientError
-            cause = error if isinstance(error, ClientError) else error.__context__
-            if isinstance(cause, ClientError):
-                code = str(cause.response.get("Error", {}).get("Code", ""))
-                if code in _DENIED:
-                    raise S3AccessError(
-                        f"s3://{self.bucket}/{object_key}: S3 refused the upload ({code}); "
-                        "check the access key, secret and the bucket policy"
-                    ) from error
-            raise
 
     def _list(self, prefix: str, delimiter: str | None = None):
         kwargs = {"Prefix": prefix}
         if delimiter:
             kwargs["Delimiter"] = delimiter
         paginator = self.client.get_paginator("list_objects_v2")
-        try:
+        with self._errors("a listing", prefix):
             yield from paginator.paginate(Bucket=self.bucket, **kwargs)
-        except ClientError as error:
-            code = str(error.response.get("Error", {}).get("Code", ""))
-            if code in _DENIED:
-                raise S3AccessError(
-                    f"s3://{self.bucket}/{prefix}: S3 refused a listing ({code})"
-                ) from error
-            raise
 
     def _delete_prefix(self, prefix: str) -> None:
         keys = [
@@ -243,7 +237,10 @@ class S3Store(DatasetStore):
             for name in names:
                 if os.path.basename(name) != name or name.startswith("."):
                     raise ValueError(f"s3://{self.bucket}/{prefix}/{STATE_FILE}: bad file {name!r}")
-                self.client.download_file(self.bucket, f"{prefix}/{name}", os.path.join(temp, name))
+                with self._errors("a download", f"{prefix}/{name}"):
+                    self.client.download_file(
+                        self.bucket, f"{prefix}/{name}", os.path.join(temp, name)
+                    )
 
     def _stream(self, prefix: str):
         state = self._get_json(f"{prefix}/{STATE_FILE}")
@@ -323,8 +320,9 @@ class _S3Sink:
                 self._send(index, f"{self.prefix}/{name}")
             elif self.pending is not None:
                 source = {"Bucket": bucket, "Key": self._provisional(index)}
-                client.copy(source, bucket, f"{self.prefix}/{name}")
-                client.delete_object(Bucket=bucket, Key=self._provisional(index))
+                with self.store._errors("a copy", f"{self.prefix}/{name}"):
+                    client.copy(source, bucket, f"{self.prefix}/{name}")
+                    client.delete_object(Bucket=bucket, Key=self._provisional(index))
 
 
 class _S3Target:
