@@ -85,7 +85,11 @@ class _DatasetIOManagerBase(ConfigurableIOManager):
                 pk: self._save(context, store, key + partition_path(pk), value)
                 for pk, value in values.items()
             }
-            location = store.uri(key)
+            location = (
+                store.uri(key + partition_path(next(iter(values))))
+                if len(values) == 1
+                else store.uri(key)
+            )
         else:
             results = {"": self._save(context, store, key, obj)}
             location = store.uri(key)
@@ -182,11 +186,11 @@ def _partition_values(context: OutputContext, obj: Any) -> Mapping[str, Any]:
                 f"outside the run's partition keys {keys}"
             )
         by_str = {str(k): v for k, v in obj.items()}
-        missing = [str(pk) for pk in keys if str(pk) not in by_str]
+        missing = sorted(str(pk) for pk in keys if str(pk) not in by_str)
         if missing:
             raise DatasetTypeError(
                 f"asset {context.asset_key.to_user_string()} returned no value for partitions "
-                f"{missing} of this run; return one per partition key {keys}"
+                f"{missing} of this run; return one per partition key {sorted(map(str, keys))}"
             )
         return {pk: by_str[str(pk)] for pk in keys}
     if len(keys) > 1:

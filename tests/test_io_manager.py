@@ -171,6 +171,8 @@ def test_partitions_load_concatenated_or_as_dict(io_manager, instance, tmp_path)
     for key in letters.get_partition_keys():
         assert run([by_letter], io_manager, instance, partition_key=key).success
     assert (tmp_path / "data" / "by_letter" / "b" / "state.json").exists()
+    uri = materialization(instance, "by_letter").metadata["dagster/uri"].value
+    assert uri == str(tmp_path / "data" / "by_letter" / "c")
     assert run([by_letter, joined, per_partition], io_manager, instance,
                selection=[joined, per_partition]).success  # fmt: skip
     assert seen["joined"]["letter"][:] == ["a", "b", "b", "c", "c", "c"]

@@ -124,6 +124,7 @@ def _write_one(dataset, target, subdir, version, limit, split_name=None) -> _One
         features, batches = conform(dataset_batches(dataset), dataset.features, source)
         planned = plan_shard_rows(len(dataset), dataset_num_bytes(dataset), limit)
         info = dataset.info.copy()
+        # `save_to_disk` records the format from these same attributes (no public accessor)
         state_kwargs = {
             "format_type": dataset._format_type,
             "format_kwargs": dataset._format_kwargs,
