@@ -1,0 +1,26 @@
+"""ds-assets: Dagster assets for Hugging Face `datasets` pipelines.
+
+The factories are imported lazily, so `ds_assets.storage` stays usable without Dagster.
+
+>>> from ds_assets import split_assets, map_asset
+"""
+
+import importlib
+
+_FACTORIES = {
+    "concatenate_asset": "ds_assets.assets",
+    "filter_asset": "ds_assets.assets",
+    "interleave_asset": "ds_assets.assets",
+    "map_asset": "ds_assets.assets",
+    "repeat_asset": "ds_assets.assets",
+    "split_assets": "ds_assets.assets",
+    "DatasetOpError": "ds_assets.assets",
+}
+
+__all__ = sorted(_FACTORIES)
+
+
+def __getattr__(name: str):
+    if name in _FACTORIES:
+        return getattr(importlib.import_module(_FACTORIES[name]), name)
+    raise AttributeError(f"module 'ds_assets' has no attribute {name!r}")

@@ -1,0 +1,222 @@
+"""interleave and concatenate as assets over several upstreams.
+
+`datasets.interleave_datasets` and `concatenate_datasets` do the work; this module validates
+the parameters when the asset is defined and the inputs when it runs, with errors that name
+the offending input and value, and applies the op split by split when the inputs are dicts.
+"""
+
+from __future__ import annotations
+
+import math
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import datasets
+from dagster import AssetIn, AssetKey, AssetsDefinition, DagsterInvalidDefinitionError, asset
+from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+
+from ds_assets.assets.common import (
+    Upstream,
+    code_version,
+    describe,
+    input_name,
+    split_options,
+    upstream_key,
+)
+from ds_assets.assets.transforms import DatasetOpError
+
+STOPPING_STRATEGIES = typing.get_args(
+    typing.get_type_hints(datasets.interleave_datasets)["stopping_strategy"]
+)
+
+
+def validate_probabilities(
+    name: str, keys: Sequence[AssetKey], probabilities: Sequence[float] | None
+) -> list[float] | None:
+    """Probabilities: one per input, non-negative, summing to 1 within 1e-6."""
+    if probabilities is None:
+        return None
+    probabilities = list(probabilities)
+    if len(probabilities) != len(keys):
+        raise DagsterInvalidDefinitionError(
+            f"interleave_asset {name}: {len(probabilities)} probabilities for {len(keys)} inputs "
+            f"{[k.to_user_string() for k in keys]}; give one per input"
+        )
+    for key, probability in zip(keys, probabilities, strict=True):
+        if not isinstance(probability, (int, float)) or not math.isfinite(probability):
+            raise DagsterInvalidDefinitionError(
+                f"interleave_asset {name}: probability of input {key.to_user_string()} is "
+                f"{probability!r}; expected a finite number"
+            )
+        if probability < 0:
+            raise DagsterInvalidDefinitionError(
+                f"interleave_asset {name}: probability of input {key.to_user_string()} is "
+                f"{probability}; probabilities must be non-negative"
+            )
+    if abs(sum(probabilities) - 1) > 1e-6:
+        raise DagsterInvalidDefinitionError(
+            f"interleave_asset {name}: probabilities {probabilities} sum to {sum(probabilities)}; "
+            "they must sum to 1 (within 1e-6)"
+        )
+    return [float(p) for p in probabilities]
+
+
+def feature_differences(first: Any, other: Any) -> list[str]:
+    """Columns whose features differ between two datasets, as 'column: a vs b' lines."""
+    a, b = first.features or {}, other.features or {}
+    lines = [f"{c}: missing" for c in a if c not in b]
+    lines += [f"{c}: unexpected" for c in b if c not in a]
+    lines += [f"{c}: {a[c]} vs {b[c]}" for c in a if c in b and a[c] != b[c]]
+    return lines
+
+
+def check_compatible(name: str, op: str, inputs: dict[str, Any]) -> None:
+    """Every input has the first input's Features (streams of unknown features are skipped)."""
+    (first_key, first), *others = inputs.items()
+    for key, value in others:
+        if first.features is None or value.features is None:
+            continue
+        differences = feature_differences(first, value)
+        if differences:
+            raise DatasetOpError(
+                f"{op} {name}: input {key} does not match the Features of input {first_key}: "
+                + "; ".join(differences)
+            )
+
+
+def _multi_input_asset(
+    op: str,
+    name: str,
+    upstreams: Sequence[Upstream],
+    combine: Callable[[list[Any]], Any],
+    check: Callable[[dict[str, Any]], None],
+    arguments: dict[str, Any],
+    options: dict[str, Any],
+) -> AssetsDefinition:
+    keys = [upstream_key(u) for u in upstreams]
+    if len(keys) < 2:
+        raise DagsterInvalidDefinitionError(f"{op}_asset {name}: give at least two upstreams")
+    taken: set[str] = set()
+    names = [input_name(key, taken) for key in keys]
+    asset_options = split_options(options, f"{op}_asset")
+    description = asset_options.pop("description", None) or describe(op, arguments)
+    inputs_text = ", ".join(f"`{k.to_user_string()}`" for k in keys)
+
+    @asset(
+        name=name,
+        ins={input_name: AssetIn(key=key) for input_name, key in zip(names, keys, strict=True)},
+        description=f"{description}\n\nupstreams, in order: {inputs_text}",
+        code_version=code_version(op, arguments),
+        **asset_options,
+    )
+    def _asset(**loaded):
+        values = {key.to_user_string(): loaded[n] for n, key in zip(names, keys, strict=True)}
+        kinds = {type(v) for v in values.values()}
+        if kinds <= {DatasetDict, IterableDatasetDict}:
+            split_names = list(next(iter(values.values())))
+            for key, value in values.items():
+                if list(value) != split_names:
+                    raise DatasetOpError(
+                        f"{op} {name}: input {key} has splits {list(value)}, expected "
+                        f"{split_names} like the first input"
+                    )
+            joined = {}
+            for split in split_names:
+                per_split = {k: v[split] for k, v in values.items()}
+                check(per_split)
+                joined[split] = combine(list(per_split.values()))
+            return type(next(iter(values.values())))(joined)
+        if len(kinds) != 1 or not kinds <= {Dataset, IterableDataset}:
+            described = {k: type(v).__name__ for k, v in values.items()}
+            raise DatasetOpError(
+                f"{op} {name}: inputs must all be Dataset, all IterableDataset, or all dicts "
+                f"of either, got {described}"
+            )
+        check(values)
+        return combine(list(values.values()))
+
+    return _asset
+
+
+def interleave_asset(
+    name: str,
+    upstreams: Sequence[Upstream],
+    probabilities: Sequence[float] | None = None,
+    seed: int | None = None,
+    stopping_strategy: str = "first_exhausted",
+    **options: Any,
+) -> AssetsDefinition:
+    """An asset equal, row for row, to `datasets.interleave_datasets(upstreams, ...)`.
+
+    >>> mixed = interleave_asset("mixed", ["web", "books"], probabilities=[0.7, 0.3], seed=0)
+    >>> mixed.key.path
+    ['mixed']
+    """
+    keys = [upstream_key(u) for u in upstreams]
+    probabilities = validate_probabilities(name, keys, probabilities)
+    if stopping_strategy not in STOPPING_STRATEGIES:
+        raise DagsterInvalidDefinitionError(
+            f"interleave_asset {name}: stopping_strategy {stopping_strategy!r} is not one of "
+            f"{list(STOPPING_STRATEGIES)}"
+        )
+    arguments = {
+        "probabilities": probabilities, "seed": seed, "stopping_strategy": stopping_strategy,
+    }  # fmt: skip
+
+    def combine(values: list[Any]) -> Any:
+        return datasets.interleave_datasets(
+            values, probabilities=probabilities, seed=seed, stopping_strategy=stopping_strategy
+        )
+
+    def check(values: dict[str, Any]) -> None:
+        check_compatible(name, "interleave", values)
+
+    return _multi_input_asset("interleave", name, upstreams, combine, check, arguments, options)
+
+
+def concatenate_asset(
+    name: str, upstreams: Sequence[Upstream], axis: int = 0, **options: Any
+) -> AssetsDefinition:
+    """An asset equal to `datasets.concatenate_datasets(upstreams, axis=axis)`.
+
+    With `axis=0` the inputs must share Features (an error lists the columns and types that
+    differ); with `axis=1` they must have the same number of rows and distinct columns.
+    The info (description, Features) comes from the first input.
+
+    >>> concatenate_asset("all_reviews", ["reviews_2023", "reviews_2024"]).key.path
+    ['all_reviews']
+    """
+    if axis not in (0, 1):
+        raise DagsterInvalidDefinitionError(
+            f"concatenate_asset {name}: axis must be 0 (rows) or 1 (columns), got {axis!r}"
+        )
+
+    def combine(values: list[Any]) -> Any:
+        # rows: the first input's info; columns: `datasets` merges the infos of all inputs
+        info = values[0].info if axis == 0 else None
+        return datasets.concatenate_datasets(values, info=info, axis=axis)
+
+    def check(values: dict[str, Any]) -> None:
+        if axis == 0:
+            check_compatible(name, "concatenate", values)
+            return
+        (first_key, first), *others = values.items()
+        seen = {column: first_key for column in first.column_names or []}
+        for key, value in others:
+            if isinstance(value, Dataset) and len(value) != len(first):
+                raise DatasetOpError(
+                    f"concatenate {name}: axis=1 needs equal row counts; input {key} has "
+                    f"{len(value)} rows, input {first_key} has {len(first)}"
+                )
+            for column in value.column_names or []:
+                if column in seen:
+                    raise DatasetOpError(
+                        f"concatenate {name}: axis=1 needs distinct columns; column {column!r} "
+                        f"is in inputs {seen[column]} and {key}"
+                    )
+                seen[column] = key
+
+    return _multi_input_asset(
+        "concatenate", name, upstreams, combine, check, {"axis": axis}, options
+    )

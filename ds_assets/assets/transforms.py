@@ -1,0 +1,184 @@
+"""map, filter and repeat as assets, on a Dataset, a stream, or chosen splits of a dict.
+
+`datasets` does the work (`Dataset.map`, `filter`, `repeat` and their `IterableDataset` twins);
+this module makes each call an asset with a description, a code version and clear errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from dagster import AssetIn, AssetsDefinition, DagsterInvalidDefinitionError, asset
+from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+
+from ds_assets.assets.common import Upstream, code_version, describe, split_options, upstream_key
+
+DICTS = (DatasetDict, IterableDatasetDict)
+SINGLES = (Dataset, IterableDataset)
+
+
+class DatasetOpError(ValueError):
+    """An op's input or parameters do not fit (the message names the asset and the value)."""
+
+
+def apply_to_splits(
+    value: Any, operation: Callable[[Any], Any], splits: Sequence[str] | None, asset_name: str
+) -> Any:
+    """Apply `operation` to a single dataset, or to the chosen splits of a dict.
+
+    Splits that are not chosen pass through unchanged; split names and order are kept.
+    """
+    if isinstance(value, DICTS):
+        chosen = list(value) if splits is None else list(splits)
+        unknown = [s for s in chosen if s not in value]
+        if unknown:
+            raise DatasetOpError(
+                f"{asset_name}: splits {unknown} are not in the upstream, which has {list(value)}"
+            )
+        return type(value)(
+            {name: operation(split) if name in chosen else split for name, split in value.items()}
+        )
+    if isinstance(value, SINGLES):
+        if splits is not None:
+            raise DatasetOpError(
+                f"{asset_name}: splits={list(splits)} selects splits of a DatasetDict, but the "
+                f"upstream is a single {type(value).__name__}"
+            )
+        return operation(value)
+    raise DatasetOpError(
+        f"{asset_name}: expected a Dataset, IterableDataset, DatasetDict or IterableDatasetDict "
+        f"upstream, got {type(value).__name__}"
+    )
+
+
+def _single_input_asset(
+    op: str,
+    name: str,
+    upstream: Upstream,
+    operation: Callable[[Any], Any],
+    arguments: dict[str, Any],
+    function: Callable | None,
+    splits: Sequence[str] | None,
+    options: dict[str, Any],
+) -> AssetsDefinition:
+    key = upstream_key(upstream)
+    asset_options = split_options(options, f"{op}_asset")
+    shown = {**arguments, "splits": list(splits) if splits is not None else None}
+    description = asset_options.pop("description", None) or describe(op, shown, function)
+    functions = (function,) if function is not None else ()
+
+    @asset(
+        name=name,
+        ins={"dataset": AssetIn(key=key)},
+        description=f"{description}\n\nupstream: `{key.to_user_string()}`",
+        code_version=code_version(op, shown, *functions),
+        **asset_options,
+    )
+    def _asset(dataset):
+        return apply_to_splits(dataset, operation, splits, name)
+
+    return _asset
+
+
+def map_asset(
+    name: str,
+    upstream: Upstream,
+    fn: Callable,
+    *,
+    splits: Sequence[str] | None = None,
+    batched: bool = False,
+    batch_size: int | None = 1000,
+    with_indices: bool = False,
+    input_columns: str | list[str] | None = None,
+    remove_columns: str | list[str] | None = None,
+    fn_kwargs: dict | None = None,
+    num_proc: int | None = None,
+    **options: Any,
+) -> AssetsDefinition:
+    """An asset that is `upstream.map(fn, ...)`, split by split for a DatasetDict.
+
+    Any callable works, lambdas included; its source and the arguments make the asset's
+    `code_version`, so editing the function marks the asset stale.
+
+    >>> lowered = map_asset("lowered", "reviews", lambda row: {"text": row["text"].lower()})
+    >>> lowered.key.path
+    ['lowered']
+    """
+    arguments = {
+        "batched": batched, "batch_size": batch_size if batched else None,
+        "with_indices": with_indices or None, "input_columns": input_columns,
+        "remove_columns": remove_columns, "fn_kwargs": fn_kwargs, "num_proc": num_proc,
+    }  # fmt: skip
+
+    def operation(dataset):
+        kwargs = {"function": fn, "batched": batched, "batch_size": batch_size,
+                  "with_indices": with_indices, "input_columns": input_columns,
+                  "remove_columns": remove_columns, "fn_kwargs": fn_kwargs}  # fmt: skip
+        if isinstance(dataset, Dataset):
+            kwargs["num_proc"] = num_proc
+        return dataset.map(**kwargs)
+
+    return _single_input_asset("map", name, upstream, operation, arguments, fn, splits, options)
+
+
+def filter_asset(
+    name: str,
+    upstream: Upstream,
+    predicate: Callable,
+    *,
+    splits: Sequence[str] | None = None,
+    batched: bool = False,
+    batch_size: int | None = 1000,
+    with_indices: bool = False,
+    input_columns: str | list[str] | None = None,
+    fn_kwargs: dict | None = None,
+    num_proc: int | None = None,
+    **options: Any,
+) -> AssetsDefinition:
+    """An asset that is `upstream.filter(predicate, ...)`, split by split for a DatasetDict.
+
+    >>> positive = filter_asset("positive", "reviews", lambda row: row["label"] == 1)
+    >>> positive.key.path
+    ['positive']
+    """
+    arguments = {
+        "batched": batched, "batch_size": batch_size if batched else None,
+        "with_indices": with_indices or None, "input_columns": input_columns,
+        "fn_kwargs": fn_kwargs, "num_proc": num_proc,
+    }  # fmt: skip
+
+    def operation(dataset):
+        kwargs = {"function": predicate, "batched": batched, "batch_size": batch_size,
+                  "with_indices": with_indices, "input_columns": input_columns,
+                  "fn_kwargs": fn_kwargs}  # fmt: skip
+        if isinstance(dataset, Dataset):
+            kwargs["num_proc"] = num_proc
+        return dataset.filter(**kwargs)
+
+    return _single_input_asset(
+        "filter", name, upstream, operation, arguments, predicate, splits, options
+    )
+
+
+def repeat_asset(
+    name: str,
+    upstream: Upstream,
+    num_times: int,
+    *,
+    splits: Sequence[str] | None = None,
+    **options: Any,
+) -> AssetsDefinition:
+    """An asset that is `upstream.repeat(num_times)`.
+
+    >>> repeat_asset("twice", "reviews", 2).key.path
+    ['twice']
+    """
+    if isinstance(num_times, bool) or not isinstance(num_times, int) or num_times < 1:
+        raise DagsterInvalidDefinitionError(
+            f"repeat_asset {name}: num_times must be a positive integer, got {num_times!r}"
+        )
+    return _single_input_asset(
+        "repeat", name, upstream, lambda d: d.repeat(num_times), {"num_times": num_times},
+        None, splits, options,
+    )  # fmt: skip

@@ -1,0 +1,258 @@
+"""Asset factories against the direct `datasets` calls, through real materializations."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import datasets
+import pytest
+from dagster import DagsterInstance, DagsterInvalidDefinitionError, asset, materialize
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+from ds_assets import (
+    DatasetOpError,
+    concatenate_asset,
+    filter_asset,
+    interleave_asset,
+    map_asset,
+    repeat_asset,
+    split_assets,
+)
+from resources import DatasetIOManager
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FEATURES = Features({"id": Value("int64"), "label": ClassLabel(names=["a", "b", "c"])})
+
+
+def labelled(rows: int, offset: int = 0) -> Dataset:
+    ids = list(range(offset, offset + rows))
+    return Dataset.from_dict({"id": ids, "label": [i % 3 for i in ids]}, features=FEATURES)
+
+
+@pytest.fixture
+def env(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    with DagsterInstance.local_temp(str(home)) as instance:
+        yield instance, DatasetIOManager(base_dir=str(tmp_path / "data")), tmp_path / "data"
+
+
+def source(name: str, dataset) -> object:
+    @asset(name=name)
+    def _source():
+        return dataset
+
+    return _source
+
+
+def run(env, *assets):
+    instance, io_manager, _ = env
+    result = materialize(list(assets), resources={"io_manager": io_manager}, instance=instance)
+    assert result.success
+    return result
+
+
+def stored(env, *parts):
+    return datasets.load_from_disk(str(env[2].joinpath(*parts)))
+
+
+def rows(dataset):
+    return [dict(r) for r in dataset]
+
+
+def test_two_splits_equal_train_test_split(env):
+    raw = labelled(50)
+    splits = split_assets("ds", "raw", {"train": 0.8, "test": 0.2}, seed=7,
+                          stratify_by_column="label")  # fmt: skip
+    run(env, source("raw", raw), splits)
+    expected = raw.train_test_split(
+        train_size=0.8, test_size=0.2, seed=7, stratify_by_column="label"
+    )
+    loaded = stored(env, "ds")
+    assert isinstance(loaded, DatasetDict)
+    for split in ("train", "test"):
+        assert rows(loaded[split]) == rows(expected[split])
+        assert loaded[split].features == raw.features
+
+
+def test_three_splits_by_count_are_disjoint_and_complete(env):
+    splits = split_assets("ds", "raw", {"train": 30, "valid": 10, "test": 10}, seed=1)
+    run(env, source("raw", labelled(50)), splits)
+    loaded = stored(env, "ds")
+    sizes = {name: len(loaded[name]) for name in ("train", "valid", "test")}
+    assert sizes == {"train": 30, "valid": 10, "test": 10}
+    ids = [i for name in ("train", "valid", "test") for i in loaded[name]["id"][:]]
+    assert sorted(ids) == list(range(50))
+
+
+def test_dataset_dict_upstream_fans_out(env):
+    upstream = DatasetDict(train=labelled(5), test=labelled(2))
+    run(env, source("raw", upstream), split_assets("ds", "raw", {"train": 1, "test": 1}))
+    assert len(stored(env, "ds", "train")) == 5 and len(stored(env, "ds", "test")) == 2
+
+
+@pytest.mark.parametrize(
+    ("splits", "message"),
+    [
+        ({"train": 0.8}, "at least two splits"),
+        ({"train": 0.8, "test": 0.3}, "sum to at most 1"),
+        ({"train": 0.8, "test": -0.1}, "must lie in"),
+        ({"train": 10, "test": 0}, "must be positive"),
+        ({"train": 0.5, "test": 5}, "all as row counts"),
+    ],
+)
+def test_split_validation(splits, message):
+    with pytest.raises(DagsterInvalidDefinitionError, match=message):
+        split_assets("ds", "raw", splits)
+
+
+def test_map_and_filter_equal_direct_calls_and_respect_splits(env):
+    upstream = DatasetDict(train=labelled(20), test=labelled(6))
+    mapped = map_asset("mapped", "raw", lambda batch: {"double": [2 * i for i in batch["id"]]},
+                       batched=True, batch_size=4, splits=["train"])  # fmt: skip
+    kept = filter_asset("kept", "mapped", lambda row, index: index % 2 == 0, with_indices=True)
+    run(env, source("raw", upstream), mapped, kept)
+    direct = upstream["train"].map(lambda b: {"double": [2 * i for i in b["id"]]}, batched=True)
+    loaded = stored(env, "mapped")
+    assert rows(loaded["train"]) == rows(direct)
+    assert loaded["train"].features == direct.features
+    assert rows(loaded["test"]) == rows(upstream["test"])  # passed through
+    filtered = stored(env, "kept")
+    assert rows(filtered["train"]) == rows(
+        direct.filter(lambda r, i: i % 2 == 0, with_indices=True)
+    )
+
+
+def test_map_on_a_stream_input_stays_a_stream(env):
+    stream = labelled(10).to_iterable_dataset()
+    run(env, source("raw", stream), map_asset("plus", "raw", lambda r: {"next": r["id"] + 1}))
+    assert stored(env, "plus")["next"][:] == list(range(1, 11))
+
+
+def test_unknown_split_selection_is_named(env):
+    upstream = DatasetDict(train=labelled(2))
+    with pytest.raises(DatasetOpError, match=r"splits \['dev'\] are not in the upstream"):
+        run(env, source("raw", upstream), map_asset("m", "raw", lambda r: r, splits=["dev"]))
+
+
+def test_code_version_follows_the_function():
+    first = map_asset("m", "raw", lambda row: {"x": 1})
+    second = map_asset("m", "raw", lambda row: {"x": 2})
+    batched = map_asset("m", "raw", lambda row: {"x": 1}, batched=True)
+    version = first.code_versions_by_key[first.key]
+    assert version != second.code_versions_by_key[second.key]
+    assert version != batched.code_versions_by_key[batched.key]
+    assert 'lambda row: {"x": 1}' in first.descriptions_by_key[first.key]
+
+
+@pytest.mark.parametrize("strategy", ["first_exhausted", "all_exhausted"])
+def test_interleave_equals_datasets(env, strategy):
+    left, right = labelled(30), labelled(12, offset=100)
+    mixed = interleave_asset("mixed", ["left", "right"], probabilities=[0.3, 0.7], seed=5,
+                             stopping_strategy=strategy)  # fmt: skip
+    run(env, source("left", left), source("right", right), mixed)
+    expected = datasets.interleave_datasets(
+        [left, right], probabilities=[0.3, 0.7], seed=5, stopping_strategy=strategy
+    )
+    loaded = stored(env, "mixed")
+    assert rows(loaded) == rows(expected) and loaded.features == expected.features
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"probabilities": [0.5]}, "1 probabilities for 2 inputs"),
+        ({"probabilities": [1.2, -0.2]}, "probability of input right is -0.2"),
+        ({"probabilities": [0.5, 0.6]}, "sum to 1.1"),
+        ({"stopping_strategy": "never"}, "'never' is not one of"),
+    ],
+)
+def test_interleave_validation(kwargs, message):
+    with pytest.raises(DagsterInvalidDefinitionError, match=message):
+        interleave_asset("mixed", ["left", "right"], **kwargs)
+
+
+def test_incompatible_features_name_the_input(env):
+    other = Dataset.from_dict({"id": ["x"], "label": [0]})
+    with pytest.raises(DatasetOpError, match=r"input right does not match.*id: Value\('int64'\)"):
+        run(env, source("left", labelled(3)), source("right", other),
+            interleave_asset("mixed", ["left", "right"]))  # fmt: skip
+
+
+def test_concatenate_equals_datasets_and_lists_differences(env):
+    first, second = labelled(4), labelled(3, offset=50)
+    run(env, source("first", first), source("second", second),
+        concatenate_asset("both", ["first", "second"]))  # fmt: skip
+    expected = datasets.concatenate_datasets([first, second])
+    assert rows(stored(env, "both")) == rows(expected)
+    wrong = Dataset.from_dict({"id": [1.5], "extra": [1]})
+    with pytest.raises(DatasetOpError, match="label: missing; extra: unexpected; id:"):
+        run(env, source("first", first), source("wrong", wrong),
+            concatenate_asset("bad", ["first", "wrong"]))  # fmt: skip
+
+
+def test_concatenate_columns(env):
+    left = labelled(3)
+    right = Dataset.from_dict({"score": [0.5, 0.25, 1.0]})
+    run(env, source("left", left), source("right", right),
+        concatenate_asset("wide", ["left", "right"], axis=1))  # fmt: skip
+    assert stored(env, "wide").column_names == ["id", "label", "score"]
+    with pytest.raises(DatasetOpError, match="input right has 1 rows"):
+        run(env, source("left", left), source("right", right.select([0])),
+            concatenate_asset("wide", ["left", "right"], axis=1))  # fmt: skip
+
+
+def test_repeat_equals_datasets(env):
+    raw = labelled(4)
+    run(env, source("raw", raw), repeat_asset("thrice", "raw", 3))
+    assert rows(stored(env, "thrice")) == rows(raw.repeat(3))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_repeat_validation(bad):
+    with pytest.raises(DagsterInvalidDefinitionError, match="num_times must be a positive integer"):
+        repeat_asset("r", "raw", bad)
+
+
+def test_unknown_option_is_named():
+    with pytest.raises(DagsterInvalidDefinitionError, match=r"unknown options \['colour'\]"):
+        map_asset("m", "raw", lambda r: r, colour="red")
+
+
+LAMBDA_LOCATION = textwrap.dedent(
+    """
+    import os
+    from dagster import Definitions, asset, multiprocess_executor
+    from datasets import Dataset
+    from ds_assets import map_asset, filter_asset
+    from resources import DatasetIOManager
+
+    @asset
+    def numbers() -> Dataset:
+        return Dataset.from_dict({"n": list(range(10))})
+
+    squares = map_asset("squares", numbers, lambda row: {"sq": row["n"] ** 2})
+    even = filter_asset("even", squares, lambda row: row["sq"] % 2 == 0)
+    defs = Definitions(
+        assets=[numbers, squares, even],
+        resources={"io_manager": DatasetIOManager(base_dir=os.environ["DATA"])},
+        executor=multiprocess_executor,
+    )
+    """
+)
+
+
+def test_lambda_transforms_run_under_the_multiprocess_executor(tmp_path):
+    location = tmp_path / "location.py"
+    location.write_text(LAMBDA_LOCATION)
+    env = dict(os.environ, DAGSTER_HOME=str(tmp_path), DATA=str(tmp_path / "data"),
+               PYTHONPATH=ROOT)  # fmt: skip
+    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
+    out = subprocess.run(
+        [dagster, "asset", "materialize", "-f", str(location), "--select", "*"],
+        capture_output=True, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "multiprocess" in out.stderr.lower() or "Launching subprocess" in out.stderr
+    assert datasets.load_from_disk(str(tmp_path / "data" / "even"))["sq"][:] == [0, 4, 16, 36, 64]
