@@ -159,6 +159,21 @@ def test_interleave_equals_datasets(env, strategy):
     assert rows(loaded) == rows(expected) and loaded.features == expected.features
 
 
+def test_streaming_interleave_equals_datasets(env):
+    left, right = labelled(2_500), labelled(1_800, offset=10_000)
+    mixed = interleave_asset("mixed", ["left", "right"], probabilities=[0.6, 0.4], seed=11,
+                             stopping_strategy="all_exhausted")  # fmt: skip
+    run(env, source("left", left.to_iterable_dataset(num_shards=3)),
+        source("right", right.to_iterable_dataset()), mixed)  # fmt: skip
+    expected = datasets.interleave_datasets(
+        [left.to_iterable_dataset(num_shards=3), right.to_iterable_dataset()],
+        probabilities=[0.6, 0.4], seed=11, stopping_strategy="all_exhausted",
+    )  # fmt: skip
+    loaded = stored(env, "mixed")
+    assert loaded["id"][:] == [r["id"] for r in expected]
+    assert loaded.features == left.features
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

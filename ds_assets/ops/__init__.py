@@ -1,0 +1,1 @@
+"""Dataset operations that `datasets` lacks or does slowly; no Dagster import."""
