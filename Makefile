@@ -31,6 +31,7 @@ ui: $(STAMP) $(DAGSTER_HOME)
 
 bench: $(STAMP)
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/store_bench.py
+	PYTHONPATH=$(CURDIR) $(BIN)/python bench/ops_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -271,3 +271,56 @@ def test_lambda_transforms_run_under_the_multiprocess_executor(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "multiprocess" in out.stderr.lower() or "Launching subprocess" in out.stderr
     assert datasets.load_from_disk(str(tmp_path / "data" / "even"))["sq"][:] == [0, 4, 16, 36, 64]
+
+
+def check_results(result):
+    return {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+
+
+def test_checks_pass_and_fail_with_reasons(env):
+    from ds_assets.checks import (
+        no_nulls_check,
+        row_count_check,
+        schema_drift_check,
+        split_fractions_check,
+    )
+
+    with_null = Dataset.from_dict({"id": [1, 2, None], "label": [0, 1, 2]})
+    checks = [
+        row_count_check("raw", min_rows=1, max_rows=2),
+        no_nulls_check("raw", ["id", "label"]),
+        schema_drift_check("raw"),
+    ]
+    first = check_results(run(env, source("raw", with_null), *checks))
+    assert not first["row_count"].passed and "3 rows" in first["row_count"].description
+    assert not first["no_nulls"].passed
+    assert first["no_nulls"].metadata["null_counts"].value == {"id": 1}
+    assert first["schema_unchanged"].passed
+    changed = Dataset.from_dict({"id": ["a"], "label": [0]})
+    second = check_results(run(env, source("raw", changed), *checks))
+    assert second["row_count"].passed and second["no_nulls"].passed
+    assert not second["schema_unchanged"].passed
+    assert second["schema_unchanged"].metadata["changed_columns"].value == ["id"]
+
+    splits = split_assets("ds", "raw", {"train": 0.7, "test": 0.3}, seed=0)
+    fractions = split_fractions_check("ds", {"train": 0.7, "test": 0.3}, tolerance=0.05)
+    strict = split_fractions_check("ds", {"train": 0.5, "test": 0.5}, tolerance=0.05)
+    ok = check_results(run(env, source("raw", labelled(100)), splits, fractions))
+    assert ok["split_fractions"].passed
+    assert ok["split_fractions"].metadata["row_counts"].value == {"train": 70, "test": 30}
+    off = check_results(run(env, source("raw", labelled(100)), splits, strict))
+    assert not off["split_fractions"].passed
+
+
+@pytest.mark.parametrize("rows", [10, 99, 100, 101, 333])
+def test_three_fraction_splits_cover_every_row(env, rows):
+    splits = split_assets("ds", "raw", {"train": 0.7, "valid": 0.2, "test": 0.1}, seed=3)
+    run(env, source("raw", labelled(rows)), splits)
+    loaded = stored(env, "ds")
+    ids = sorted(i for name in ("train", "valid", "test") for i in loaded[name]["id"][:])
+    assert ids == list(range(rows))
+    assert len(loaded["train"]) == int(0.7 * rows)

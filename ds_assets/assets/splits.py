@@ -71,9 +71,11 @@ def split_dataset(
     result: dict[str, Dataset] = {}
     rest = dataset
     for position, split in enumerate(names[:-1]):
-        if position == 0:  # the user's own sizes: exactly train_test_split for two splits
+        if position == 0 and len(values) == 2:  # exactly train_test_split, the user's sizes
+            train_size, test_size = values
+        elif position == 0:  # test_size=None: the rest, with no float round-off to overshoot
             train_size = values[0]
-            test_size = 1 - values[0] if whole else sum(values[1:])
+            test_size = None if whole else sum(values[1:])
         else:
             train_size = counts[position]
             test_size = len(rest) - train_size if whole else sum(counts[position + 1 :])
