@@ -11,6 +11,7 @@ _FACTORIES = {
     "concatenate_asset": "ds_assets.assets",
     "filter_asset": "ds_assets.assets",
     "interleave_asset": "ds_assets.assets",
+    "lazy_transform_asset": "ds_assets.assets",
     "map_asset": "ds_assets.assets",
     "repeat_asset": "ds_assets.assets",
     "split_assets": "ds_assets.assets",

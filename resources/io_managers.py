@@ -28,6 +28,7 @@ from datasets import (
 )
 from pydantic import Field
 
+from ds_assets.ops.lazy import LazyTransform
 from ds_assets.storage import (
     DATASET,
     DATASET_DICT,
@@ -79,6 +80,11 @@ class _DatasetIOManagerBase(ConfigurableIOManager):
             return
         store = self.store()
         key = tuple(context.asset_key.path)
+        if context.has_asset_partitions and isinstance(obj, LazyTransform):
+            raise DatasetTypeError(
+                f"asset {context.asset_key.to_user_string()}: lazy transforms of partitioned "
+                "assets are not supported yet"
+            )
         if context.has_asset_partitions:
             values = _partition_values(context, obj)
             results = {
@@ -99,6 +105,15 @@ class _DatasetIOManagerBase(ConfigurableIOManager):
         context.add_output_metadata(output_metadata(results, location))
 
     def _save(self, context: OutputContext, store: DatasetStore, key, value) -> SaveResult:
+        if isinstance(value, LazyTransform):
+            if not isinstance(store, LocalStore):
+                raise DatasetTypeError(
+                    f"asset {context.asset_key.to_user_string()}: lazy transforms are stored by "
+                    f"DatasetIOManager only so far, not by {type(self).__name__}"
+                )
+            result = store.save_lazy(key, value.upstream, value.document())
+            context.log.info(f"stored lazy transform {value.transform} over {value.upstream}")
+            return result
         if not supported(value):
             raise DatasetTypeError(
                 f"asset {context.asset_key.to_user_string()} returned a "

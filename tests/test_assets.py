@@ -324,3 +324,50 @@ def test_three_fraction_splits_cover_every_row(env, rows):
     ids = sorted(i for name in ("train", "valid", "test") for i in loaded[name]["id"][:])
     assert ids == list(range(rows))
     assert len(loaded["train"]) == int(0.7 * rows)
+
+
+def test_lazy_transform_stores_no_copy_and_applies_on_access(env):
+    from ds_assets import lazy_transform_asset
+    from tests.transforms_for_tests import shout
+
+    raw = Dataset.from_dict({"text": ["a", "bb", "ccc"], "x": [1.0, 2.0, 3.0]})
+    loud = lazy_transform_asset("loud", "raw", shout)
+    measured = lazy_transform_asset("measured", "loud", "tests.transforms_for_tests:measure")
+    seen = {}
+
+    @asset
+    def consumer(measured: Dataset) -> Dataset:
+        seen["rows"] = measured[:]
+        return measured.with_format(None)
+
+    run(env, source("raw", raw), loud, measured, consumer)
+    assert seen["rows"]["loud"] == ["A", "BB", "CCC"] and seen["rows"]["loud_length"] == [1, 2, 3]
+    data = env[2]
+    raw_shard = next((data / "raw").glob("data-*.arrow"))
+    lazy_shard = data / "measured" / raw_shard.name
+    assert lazy_shard.stat().st_ino == raw_shard.stat().st_ino  # a link, not a copy
+    plain = datasets.load_from_disk(str(data / "measured"))  # opens, without the transform
+    assert plain[:] == raw[:]
+
+
+def test_lazy_transform_runs_on_every_access(env):
+    from ds_assets import lazy_transform_asset
+    from ds_assets.storage import LocalStore
+    from tests.transforms_for_tests import jitter
+
+    raw = Dataset.from_dict({"x": [0.0] * 20})
+    run(env, source("raw", raw),
+        lazy_transform_asset("noisy", "raw", jitter, transform_kwargs={"scale": 5.0}))  # fmt: skip
+    loaded = LocalStore(str(env[2])).load(("noisy",))
+    first, second = loaded[:]["noisy"], loaded[:]["noisy"]
+    assert first != second and all(-5 <= v <= 5 for v in first)
+
+
+def test_lazy_transform_refuses_a_lambda():
+    from ds_assets import lazy_transform_asset
+    from ds_assets.ops.lazy import LazyTransformError
+
+    with pytest.raises(LazyTransformError, match="has no import path"):
+        lazy_transform_asset("l", "raw", lambda batch: batch)
+    with pytest.raises(LazyTransformError, match="does not import"):
+        lazy_transform_asset("l", "raw", "tests.transforms_for_tests:missing")

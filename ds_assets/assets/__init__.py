@@ -2,13 +2,20 @@
 
 from ds_assets.assets.combine import concatenate_asset, interleave_asset
 from ds_assets.assets.splits import split_assets, split_dataset
-from ds_assets.assets.transforms import DatasetOpError, filter_asset, map_asset, repeat_asset
+from ds_assets.assets.transforms import (
+    DatasetOpError,
+    filter_asset,
+    lazy_transform_asset,
+    map_asset,
+    repeat_asset,
+)
 
 __all__ = [
     "DatasetOpError",
     "concatenate_asset",
     "filter_asset",
     "interleave_asset",
+    "lazy_transform_asset",
     "map_asset",
     "repeat_asset",
     "split_assets",

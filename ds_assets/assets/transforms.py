@@ -13,6 +13,7 @@ from dagster import AssetIn, AssetsDefinition, DagsterInvalidDefinitionError, as
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 
 from ds_assets.assets.common import Upstream, code_version, describe, split_options, upstream_key
+from ds_assets.ops.lazy import LazyTransform, import_path
 
 DICTS = (DatasetDict, IterableDatasetDict)
 SINGLES = (Dataset, IterableDataset)
@@ -182,3 +183,51 @@ def repeat_asset(
         "repeat", name, upstream, lambda d: d.repeat(num_times), {"num_times": num_times},
         None, splits, options,
     )  # fmt: skip
+
+
+def lazy_transform_asset(
+    name: str,
+    upstream: Upstream,
+    transform: Callable | str,
+    columns: Sequence[str] | None = None,
+    output_all_columns: bool = False,
+    transform_kwargs: dict | None = None,
+    **options: Any,
+) -> AssetsDefinition:
+    """An asset that stores no data: loading it gives `upstream` with `set_transform` applied.
+
+    `transform` is a module-level function (or its `"module:function"` path) that takes a batch
+    dict and returns one; it runs on every access, so random augmentations differ per epoch.
+    Stacked lazy assets apply their transforms in order. The stored folder hard-links the
+    upstream version's shards, so `datasets.load_from_disk` opens it (without the transform).
+
+    >>> from ds_assets.ops.lazy import import_path
+    >>> lazy_transform_asset("augmented", "images", import_path).key.path
+    ['augmented']
+    """
+    path = import_path(transform)
+    key = upstream_key(upstream)
+    asset_options = split_options(options, "lazy_transform_asset")
+    arguments = {
+        "transform": path, "columns": list(columns) if columns is not None else None,
+        "output_all_columns": output_all_columns or None, "transform_kwargs": transform_kwargs,
+    }  # fmt: skip
+    description = asset_options.pop("description", None) or describe("set_transform", arguments)
+
+    @asset(
+        name=name,
+        deps=[key],
+        description=f"{description}\n\nupstream: `{key.to_user_string()}` (no data copied)",
+        code_version=code_version("lazy_transform", arguments),
+        **asset_options,
+    )
+    def _asset():
+        return LazyTransform(
+            upstream=tuple(key.path),
+            transform=path,
+            columns=columns,
+            output_all_columns=output_all_columns,
+            kwargs=transform_kwargs or {},
+        )
+
+    return _asset

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 import datasets
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 
+from ds_assets.ops.lazy import apply_transforms
 from ds_assets.storage.layout import (
     DATASET,
     DICT_KINDS,
@@ -104,10 +105,13 @@ class DatasetStore(ABC):
         if (kind in DICT_KINDS) != (stored in DICT_KINDS):
             raise TypeError(f"{self.uri(key)} holds a {stored}, which cannot be loaded as a {kind}")
         if kind in (DATASET, ITERABLE_DATASET):
-            return self._open(key, streaming=kind == ITERABLE_DATASET)
-        streaming = kind == ITERABLE_DATASET_DICT
-        splits = {s: self._open(key + (s,), streaming) for s in self._split_names(key)}
-        return IterableDatasetDict(splits) if streaming else DatasetDict(splits)
+            value = self._open(key, streaming=kind == ITERABLE_DATASET)
+        else:
+            streaming = kind == ITERABLE_DATASET_DICT
+            splits = {s: self._open(key + (s,), streaming) for s in self._split_names(key)}
+            value = IterableDatasetDict(splits) if streaming else DatasetDict(splits)
+        manifest = self.manifest(key)
+        return apply_transforms(value, manifest.transforms) if manifest else value
 
     def exists(self, key: Sequence[str]) -> bool:
         return self.stored_kind(self.check_key(key)) is not None

@@ -138,6 +138,7 @@ def infer_features(
     Decoded images become `Image`; a column whose upstream feature (ClassLabel, Audio, ...)
     still encodes its values keeps that feature.
 
+    >>> from datasets import ClassLabel
     >>> infer_features({"a": [1]}, Features({"a": ClassLabel(names=["x", "y"])}))
     {'a': ClassLabel(names=['x', 'y'])}
     """

@@ -85,7 +85,7 @@ def new_version() -> str:
     """A fresh version id: UTC time to the microsecond, then random hex.
 
     >>> len(new_version())
-    31
+    30
     """
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:8]
 
@@ -150,6 +150,8 @@ class Manifest:
     num_shards: int
     splits: dict[str, int] = field(default_factory=dict)
     previous: str | None = None
+    # lazy transforms applied on load, in order (see ds_assets.ops.lazy); empty for plain data
+    transforms: list[dict] = field(default_factory=list)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     format: int = MANIFEST_FORMAT
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 from collections.abc import Sequence
 
 from ds_assets.storage.atomic import atomic_directory
-from ds_assets.storage.base import DatasetStore, Stored
+from ds_assets.storage.base import DatasetStore, NotStoredError, Stored
 from ds_assets.storage.layout import (
     DICT_FILE,
     MANIFEST_FILE,
@@ -24,7 +25,7 @@ from ds_assets.storage.reader import (
     read_split_names,
     stream_local_dataset,
 )
-from ds_assets.storage.save import SaveResult, write_layout
+from ds_assets.storage.save import PREVIEW_ROWS, SaveResult, write_layout
 from ds_assets.storage.writer import LocalShardSink
 
 
@@ -74,6 +75,38 @@ class LocalStore(DatasetStore):
             write_json(os.path.join(temp, MANIFEST_FILE), result.manifest.to_json())
         return result
 
+    def save_lazy(self, key: Sequence[str], upstream: Sequence[str], transform: dict) -> SaveResult:
+        """Store `transform` over the stored `upstream`, without copying its data.
+
+        The upstream's shards are hard-linked (same file system; symbolic links otherwise), so
+        the stored upstream version stays pinned and `datasets.load_from_disk` still opens the
+        data, without the transform. The manifest lists the transforms to apply on load.
+        """
+        source = self.path(upstream)
+        manifest = read_manifest(source)
+        if manifest is None:
+            raise NotStoredError(f"{source}: no ds-assets manifest; materialize the upstream first")
+        with atomic_directory(self.path(key)) as temp:
+            _link_tree(source, temp)
+            lazy = Manifest(
+                kind=manifest.kind,
+                version=new_version(),
+                num_rows=manifest.num_rows,
+                num_bytes=0,
+                num_shards=manifest.num_shards,
+                splits=manifest.splits,
+                transforms=[*manifest.transforms, transform],
+            )
+            write_json(os.path.join(temp, MANIFEST_FILE), lazy.to_json())
+        result = SaveResult(lazy, *self._preview(key))
+        return result
+
+    def _preview(self, key):
+        loaded = self._load(self.check_key(key), None)
+        first = next(iter(loaded.values())) if isinstance(loaded, dict) else loaded
+        head = first.with_format(None).select(range(min(PREVIEW_ROWS, len(first))))
+        return first.features, head.with_format("arrow")[:]
+
     def stored_kind(self, key: Sequence[str]) -> str | None:
         path = self.path(key)
         return detect_kind(path) if os.path.isdir(path) else None
@@ -106,3 +139,21 @@ class LocalStore(DatasetStore):
             write_json(temp, {"splits": splits}, indent=None)
             os.replace(temp, os.path.join(folder, DICT_FILE))
         return splits
+
+
+def _link_tree(source: str, target: str) -> None:
+    """Mirror `source` into `target`: shards linked, JSON documents copied."""
+    for entry in os.scandir(source):
+        if entry.name.startswith(".") or entry.name == MANIFEST_FILE:
+            continue
+        destination = os.path.join(target, entry.name)
+        if entry.is_dir():
+            os.mkdir(destination)
+            _link_tree(entry.path, destination)
+        elif entry.name.endswith(".arrow"):
+            try:
+                os.link(os.path.realpath(entry.path), destination)
+            except OSError:  # another file system: a symbolic link keeps it copy-free
+                os.symlink(os.path.realpath(entry.path), destination)
+        else:
+            shutil.copyfile(entry.path, destination)

@@ -1,0 +1,15 @@
+"""Module-level transforms for the lazy transform tests (they must import by path)."""
+
+import random
+
+
+def shout(batch):
+    return {**batch, "loud": [text.upper() for text in batch["text"]]}
+
+
+def measure(batch):
+    return {**batch, "loud_length": [len(text) for text in batch["loud"]]}
+
+
+def jitter(batch, scale=1.0):
+    return {**batch, "noisy": [x + random.uniform(-scale, scale) for x in batch["x"]]}
