@@ -28,7 +28,7 @@ from datasets import (
 )
 from pydantic import Field
 
-from ds_assets.ops.lazy import LazyTransform
+from ds_assets.ops.lazy import LazyTransform, Repeated
 from ds_assets.storage import (
     DATASET,
     DATASET_DICT,
@@ -80,10 +80,10 @@ class _DatasetIOManagerBase(ConfigurableIOManager):
             return
         store = self.store()
         key = tuple(context.asset_key.path)
-        if context.has_asset_partitions and isinstance(obj, LazyTransform):
+        if context.has_asset_partitions and isinstance(obj, (LazyTransform, Repeated)):
             raise DatasetTypeError(
-                f"asset {context.asset_key.to_user_string()}: lazy transforms of partitioned "
-                "assets are not supported yet"
+                f"asset {context.asset_key.to_user_string()}: lazy transforms and repeats of "
+                "partitioned assets are not supported yet"
             )
         if context.has_asset_partitions:
             values = _partition_values(context, obj)
@@ -111,9 +111,15 @@ class _DatasetIOManagerBase(ConfigurableIOManager):
                     f"asset {context.asset_key.to_user_string()}: lazy transforms are stored by "
                     f"DatasetIOManager only so far, not by {type(self).__name__}"
                 )
-            result = store.save_lazy(key, value.upstream, value.document())
+            result = store.save_linked(key, value.upstream, value.document())
             context.log.info(f"stored lazy transform {value.transform} over {value.upstream}")
             return result
+        if isinstance(value, Repeated):
+            if isinstance(store, LocalStore):
+                result = store.save_linked(key, value.upstream, repeat=value.num_times)
+                context.log.info(f"stored {value.upstream} x{value.num_times}, shards reused")
+                return result
+            value = store.load(value.upstream).repeat(value.num_times)  # S3: copies
         if not supported(value):
             raise DatasetTypeError(
                 f"asset {context.asset_key.to_user_string()} returned a "

@@ -218,10 +218,25 @@ def test_concatenate_columns(env):
             concatenate_asset("wide", ["left", "right"], axis=1))  # fmt: skip
 
 
-def test_repeat_equals_datasets(env):
+def test_repeat_equals_datasets_and_reuses_shards(env):
+    from dagster import AssetKey
+
     raw = labelled(4)
+    instance = env[0]
     run(env, source("raw", raw), repeat_asset("thrice", "raw", 3))
     assert rows(stored(env, "thrice")) == rows(raw.repeat(3))
+    event = instance.get_latest_materialization_event(AssetKey("thrice")).asset_materialization
+    assert event.metadata["dagster/row_count"].value == 12
+    assert event.metadata["num_bytes"].value == 0  # nothing new written
+    upstream_shard = next((env[2] / "raw").glob("data-*.arrow"))
+    assert (env[2] / "thrice" / upstream_shard.name).stat().st_ino == upstream_shard.stat().st_ino
+
+
+def test_repeat_of_chosen_splits(env):
+    upstream = DatasetDict(train=labelled(3), test=labelled(2))
+    run(env, source("raw", upstream), repeat_asset("more", "raw", 2, splits=["train"]))
+    loaded = stored(env, "more")
+    assert len(loaded["train"]) == 6 and len(loaded["test"]) == 2
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])

@@ -13,7 +13,7 @@ from dagster import AssetIn, AssetsDefinition, DagsterInvalidDefinitionError, as
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 
 from ds_assets.assets.common import Upstream, code_version, describe, split_options, upstream_key
-from ds_assets.ops.lazy import LazyTransform, import_path
+from ds_assets.ops.lazy import LazyTransform, Repeated, import_path
 
 DICTS = (DatasetDict, IterableDatasetDict)
 SINGLES = (Dataset, IterableDataset)
@@ -170,7 +170,11 @@ def repeat_asset(
     splits: Sequence[str] | None = None,
     **options: Any,
 ) -> AssetsDefinition:
-    """An asset that is `upstream.repeat(num_times)`.
+    """An asset equal to `upstream.repeat(num_times)`.
+
+    With `DatasetIOManager` the result reuses the upstream's shards (hard links, each listed
+    `num_times` in `state.json`): no data is copied. With `splits=` only those splits repeat,
+    through `Dataset.repeat`.
 
     >>> repeat_asset("twice", "reviews", 2).key.path
     ['twice']
@@ -179,10 +183,27 @@ def repeat_asset(
         raise DagsterInvalidDefinitionError(
             f"repeat_asset {name}: num_times must be a positive integer, got {num_times!r}"
         )
-    return _single_input_asset(
-        "repeat", name, upstream, lambda d: d.repeat(num_times), {"num_times": num_times},
-        None, splits, options,
-    )  # fmt: skip
+    if splits is not None:
+        return _single_input_asset(
+            "repeat", name, upstream, lambda d: d.repeat(num_times), {"num_times": num_times},
+            None, splits, options,
+        )  # fmt: skip
+    key = upstream_key(upstream)
+    asset_options = split_options(options, "repeat_asset")
+    arguments = {"num_times": num_times}
+    description = asset_options.pop("description", None) or describe("repeat", arguments)
+
+    @asset(
+        name=name,
+        deps=[key],
+        description=f"{description}\n\nupstream: `{key.to_user_string()}` (shards reused)",
+        code_version=code_version("repeat", arguments),
+        **asset_options,
+    )
+    def _asset():
+        return Repeated(upstream=tuple(key.path), num_times=num_times)
+
+    return _asset
 
 
 def lazy_transform_asset(

@@ -43,6 +43,14 @@ class LazyTransform:
         }
 
 
+@dataclass(frozen=True)
+class Repeated:
+    """What a repeat asset returns: the stored `upstream`, `num_times` over, shards reused."""
+
+    upstream: tuple[str, ...]
+    num_times: int
+
+
 def import_path(transform: Callable | str) -> str:
     """The `"module:qualname"` that imports `transform`; lambdas and closures are refused.
 

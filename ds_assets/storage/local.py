@@ -16,6 +16,7 @@ from ds_assets.storage.layout import (
     Manifest,
     detect_kind,
     new_version,
+    read_json,
     write_json,
 )
 from ds_assets.storage.reader import (
@@ -75,27 +76,34 @@ class LocalStore(DatasetStore):
             write_json(os.path.join(temp, MANIFEST_FILE), result.manifest.to_json())
         return result
 
-    def save_lazy(self, key: Sequence[str], upstream: Sequence[str], transform: dict) -> SaveResult:
-        """Store `transform` over the stored `upstream`, without copying its data.
+    def save_linked(
+        self,
+        key: Sequence[str],
+        upstream: Sequence[str],
+        transform: dict | None = None,
+        repeat: int = 1,
+    ) -> SaveResult:
+        """Store the stored `upstream` again at `key` without copying its data.
 
         The upstream's shards are hard-linked (same file system; symbolic links otherwise), so
-        the stored upstream version stays pinned and `datasets.load_from_disk` still opens the
-        data, without the transform. The manifest lists the transforms to apply on load.
+        the upstream version stays pinned and `datasets.load_from_disk` opens the result.
+        `repeat` lists every shard that many times in `state.json` (what `Dataset.repeat`
+        gives, stored once); `transform` joins the manifest's chain applied on load.
         """
         source = self.path(upstream)
         manifest = read_manifest(source)
         if manifest is None:
             raise NotStoredError(f"{source}: no ds-assets manifest; materialize the upstream first")
         with atomic_directory(self.path(key)) as temp:
-            _link_tree(source, temp)
+            _link_tree(source, temp, repeat)
             lazy = Manifest(
                 kind=manifest.kind,
                 version=new_version(),
-                num_rows=manifest.num_rows,
+                num_rows=manifest.num_rows * repeat,
                 num_bytes=0,
                 num_shards=manifest.num_shards,
-                splits=manifest.splits,
-                transforms=[*manifest.transforms, transform],
+                splits={split: rows * repeat for split, rows in manifest.splits.items()},
+                transforms=[*manifest.transforms, *([transform] if transform else [])],
             )
             write_json(os.path.join(temp, MANIFEST_FILE), lazy.to_json())
         result = SaveResult(lazy, *self._preview(key))
@@ -141,19 +149,24 @@ class LocalStore(DatasetStore):
         return splits
 
 
-def _link_tree(source: str, target: str) -> None:
-    """Mirror `source` into `target`: shards linked, JSON documents copied."""
+def _link_tree(source: str, target: str, repeat: int = 1) -> None:
+    """Mirror `source` into `target`: shards linked, JSON documents copied, shards listed
+    `repeat` times in every `state.json`."""
     for entry in os.scandir(source):
         if entry.name.startswith(".") or entry.name == MANIFEST_FILE:
             continue
         destination = os.path.join(target, entry.name)
         if entry.is_dir():
             os.mkdir(destination)
-            _link_tree(entry.path, destination)
+            _link_tree(entry.path, destination, repeat)
         elif entry.name.endswith(".arrow"):
             try:
                 os.link(os.path.realpath(entry.path), destination)
             except OSError:  # another file system: a symbolic link keeps it copy-free
                 os.symlink(os.path.realpath(entry.path), destination)
+        elif entry.name == STATE_FILE and repeat > 1:
+            state = read_json(entry.path)
+            state["_data_files"] = state["_data_files"] * repeat
+            write_json(destination, state, sort_keys=True)
         else:
             shutil.copyfile(entry.path, destination)

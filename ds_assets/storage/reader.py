@@ -118,8 +118,7 @@ def _open_through_view(directory: str, view: str) -> Dataset:
     state = read_state(directory)
     if not os.path.isfile(os.path.join(view, STATE_FILE)):
         with atomic_directory(view) as temp:
-            for entry in state["_data_files"]:
-                name = _shard_file_name(entry, directory)
+            for name in dict.fromkeys(_shard_file_name(e, directory) for e in state["_data_files"]):
                 os.symlink(os.path.join(directory, name), os.path.join(temp, name))
             for name in (STATE_FILE, INFO_FILE):
                 shutil.copyfile(os.path.join(directory, name), os.path.join(temp, name))
