@@ -1,8 +1,12 @@
 """The default code location: a small, real pipeline on embedded defaults.
 
     penguins_raw ──▶ penguins/train, penguins/test ──▶ penguins_clean ──▶ penguins_features
-    (CSV shipped      (split assets; data/penguins     (filter: rows      (map: standardized
+    (CSV shipped      (split_assets; data/penguins     (filter: rows      (map: standardized
      in a wheel)       opens as a DatasetDict)          with all values)   feature vector)
+         │                                                                      │
+         ├──▶ penguins_dream ─┐                                 penguins_augmented (lazy:
+         └──▶ penguins_biscoe ┴──▶ penguins_mixed (interleave,   fresh noise on access)
+                                   probabilities 0.6/0.4, seed 0)
 
 `make demo` materializes it into ./data (override with DS_ASSETS_DATA); `make ui` shows it.
 """
@@ -13,9 +17,12 @@ from pathlib import Path
 import numpy as np
 import palmerpenguins
 import pyarrow.compute as pc
-from dagster import AssetIn, AssetOut, Definitions, asset, multi_asset
+from dagster import AssetIn, Definitions, asset
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
+from ds_assets import filter_asset, interleave_asset, lazy_transform_asset, split_assets
+from ds_assets.checks import no_nulls_check, row_count_check, split_fractions_check
+from ds_assets.ops.augment import gaussian_noise
 from resources import DatasetIOManager
 
 DATA_DIR = os.environ.get("DS_ASSETS_DATA", "data")
@@ -37,16 +44,30 @@ def penguins_raw() -> Dataset:
     return Dataset.from_csv(str(PENGUINS_CSV), features=PENGUIN_FEATURES, keep_in_memory=True)
 
 
-@multi_asset(
+penguins_splits = split_assets(
+    "penguins",
+    penguins_raw,
+    {"train": 0.8, "test": 0.2},
+    seed=42,
+    stratify_by_column="species",
     group_name="penguins",
-    outs={
-        "train": AssetOut(key=["penguins", "train"], description="80 %, stratified by species"),
-        "test": AssetOut(key=["penguins", "test"], description="20 %, stratified by species"),
-    },
 )
-def penguins_splits(penguins_raw: Dataset):
-    splits = penguins_raw.train_test_split(test_size=0.2, seed=42, stratify_by_column="species")
-    return splits["train"], splits["test"]
+
+# Two sources mixed with probabilities and a seed (penguins of two islands, 60/40).
+penguins_dream = filter_asset(
+    "penguins_dream", penguins_raw, lambda row: row["island"] == 1, group_name="penguins"
+)
+penguins_biscoe = filter_asset(
+    "penguins_biscoe", penguins_raw, lambda row: row["island"] == 0, group_name="penguins"
+)
+penguins_mixed = interleave_asset(
+    "penguins_mixed",
+    [penguins_dream, penguins_biscoe],
+    probabilities=[0.6, 0.4],
+    seed=0,
+    stopping_strategy="all_exhausted",
+    group_name="penguins",
+)
 
 
 @asset(
@@ -77,8 +98,34 @@ def penguins_features(penguins_clean: DatasetDict) -> DatasetDict:
     return penguins_clean.map(standardize, batched=True)
 
 
+# Data augmentation per epoch: fresh noise on every access, no data stored.
+penguins_augmented = lazy_transform_asset(
+    "penguins_augmented",
+    penguins_features,
+    gaussian_noise,
+    transform_kwargs={"columns": ["features"], "std": 0.05},
+    group_name="penguins",
+)
+
+ASSETS = [
+    penguins_raw,
+    penguins_splits,
+    penguins_clean,
+    penguins_features,
+    penguins_augmented,
+    penguins_dream,
+    penguins_biscoe,
+    penguins_mixed,
+]
+CHECKS = [
+    row_count_check(penguins_raw, min_rows=300),
+    no_nulls_check(penguins_features, ["features"]),
+    split_fractions_check("penguins", {"train": 0.8, "test": 0.2}, tolerance=0.01),
+]
+
 defs = Definitions(
-    assets=[penguins_raw, penguins_splits, penguins_clean, penguins_features],
+    assets=ASSETS,
+    asset_checks=CHECKS,
     resources={"io_manager": DatasetIOManager(base_dir=DATA_DIR)},
 )
 
@@ -89,7 +136,7 @@ def main() -> None:
 
     instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
     result = materialize(
-        [penguins_raw, penguins_splits, penguins_clean, penguins_features],
+        [*ASSETS, *CHECKS],
         resources={"io_manager": DatasetIOManager(base_dir=DATA_DIR)},
         instance=instance,
         raise_on_error=True,
@@ -101,6 +148,10 @@ def main() -> None:
         rows = metadata["dagster/row_count"].value
         where = metadata["dagster/uri"].value
         print(f"  {materialization.asset_key.to_user_string():<20} {rows:>5} rows  {where}")
+    print("\nChecks:")
+    for event in result.get_asset_check_evaluations():
+        status = "passed" if event.passed else "FAILED"
+        print(f"  {event.asset_key.to_user_string():<20} {event.check_name:<16} {status}")
     print(f'\nOpen them with datasets: datasets.load_from_disk("{DATA_DIR}/penguins_features")')
 
 

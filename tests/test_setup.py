@@ -70,6 +70,18 @@ def test_demo_pipeline_materializes(tmp_path):
     assert len(features["train"][0]["features"]) == 4
     splits = datasets.load_from_disk(str(tmp_path / "data" / "penguins"))
     assert len(splits["train"]) + len(splits["test"]) == 344
+    assert "passed" in out.stdout and "FAILED" not in out.stdout  # the demo's checks
+    from ds_assets.storage import LocalStore
+
+    store = LocalStore(str(tmp_path / "data"))
+    augmented = store.load(("penguins_augmented",))["train"]
+    assert augmented[:3]["features"] != augmented[:3]["features"]  # fresh noise per access
+    dream = store.load(("penguins_dream",))
+    biscoe = store.load(("penguins_biscoe",))
+    mixed = datasets.interleave_datasets(
+        [dream, biscoe], probabilities=[0.6, 0.4], seed=0, stopping_strategy="all_exhausted"
+    )
+    assert store.load(("penguins_mixed",))[:] == mixed[:]
 
 
 def test_definitions_load_as_a_code_location():
