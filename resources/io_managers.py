@@ -28,7 +28,7 @@ from datasets import (
 )
 from pydantic import Field
 
-from ds_assets.ops.lazy import LazyTransform, Repeated
+from ds_assets.ops.lazy import LazyTransform, Repeated, SplitOf
 from ds_assets.storage import (
     DATASET,
     DATASET_DICT,
@@ -80,7 +80,7 @@ class _DatasetIOManagerBase(ConfigurableIOManager):
             return
         store = self.store()
         key = tuple(context.asset_key.path)
-        if context.has_asset_partitions and isinstance(obj, (LazyTransform, Repeated)):
+        if context.has_asset_partitions and isinstance(obj, (LazyTransform, Repeated, SplitOf)):
             raise DatasetTypeError(
                 f"asset {context.asset_key.to_user_string()}: lazy transforms and repeats of "
                 "partitioned assets are not supported yet"
@@ -114,6 +114,10 @@ class _DatasetIOManagerBase(ConfigurableIOManager):
             result = store.save_linked(key, value.upstream, value.document())
             context.log.info(f"stored lazy transform {value.transform} over {value.upstream}")
             return result
+        if isinstance(value, SplitOf):
+            if isinstance(store, LocalStore):
+                return store.save_linked(key, value.upstream, split=value.split)
+            value = store.load(value.upstream)[value.split]  # S3: copies
         if isinstance(value, Repeated):
             if isinstance(store, LocalStore):
                 result = store.save_linked(key, value.upstream, repeat=value.num_times)

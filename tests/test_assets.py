@@ -89,7 +89,10 @@ def test_three_splits_by_count_are_disjoint_and_complete(env):
 def test_dataset_dict_upstream_fans_out(env):
     upstream = DatasetDict(train=labelled(5), test=labelled(2))
     run(env, source("raw", upstream), split_assets("ds", "raw", {"train": 1, "test": 1}))
-    assert len(stored(env, "ds", "train")) == 5 and len(stored(env, "ds", "test")) == 2
+    assert rows(stored(env, "ds", "train")) == rows(upstream["train"])
+    assert len(stored(env, "ds", "test")) == 2
+    shard = next((env[2] / "raw" / "train").glob("data-*.arrow"))
+    assert (env[2] / "ds" / "train" / shard.name).stat().st_ino == shard.stat().st_ino
 
 
 @pytest.mark.parametrize(

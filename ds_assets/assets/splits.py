@@ -23,6 +23,7 @@ from datasets import Dataset, DatasetDict
 
 from ds_assets.assets.common import Upstream, code_version, describe, split_options, upstream_key
 from ds_assets.assets.transforms import DatasetOpError
+from ds_assets.ops.lazy import SplitOf
 
 SPLIT_METADATA_KEY = "ds_assets/split"
 
@@ -160,7 +161,8 @@ def split_assets(
                     f"split_assets {name}: upstream DatasetDict has splits {list(dataset)}, "
                     f"not {missing}"
                 )
-            parts = dataset
+            # the stored splits are linked, not copied
+            parts = {split: SplitOf(upstream=tuple(key.path), split=split) for split in splits}
         elif isinstance(dataset, Dataset):
             parts = split_dataset(dataset, splits, seed, stratify_by_column)
         else:

@@ -51,6 +51,14 @@ class Repeated:
     num_times: int
 
 
+@dataclass(frozen=True)
+class SplitOf:
+    """What a split asset returns for a split of a stored dict: that split, shards reused."""
+
+    upstream: tuple[str, ...]
+    split: str
+
+
 def import_path(transform: Callable | str) -> str:
     """The `"module:qualname"` that imports `transform`; lambdas and closures are refused.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 import shutil
@@ -10,10 +11,15 @@ from collections.abc import Sequence
 from ds_assets.storage.atomic import atomic_directory
 from ds_assets.storage.base import DatasetStore, NotStoredError, Stored
 from ds_assets.storage.layout import (
+    DATASET,
+    DATASET_DICT,
     DICT_FILE,
+    DICT_KINDS,
+    ITERABLE_DATASET,
     MANIFEST_FILE,
     STATE_FILE,
     Manifest,
+    check_path_part,
     detect_kind,
     new_version,
     read_json,
@@ -82,18 +88,29 @@ class LocalStore(DatasetStore):
         upstream: Sequence[str],
         transform: dict | None = None,
         repeat: int = 1,
+        split: str | None = None,
     ) -> SaveResult:
         """Store the stored `upstream` again at `key` without copying its data.
 
         The upstream's shards are hard-linked (same file system; symbolic links otherwise), so
         the upstream version stays pinned and `datasets.load_from_disk` opens the result.
         `repeat` lists every shard that many times in `state.json` (what `Dataset.repeat`
-        gives, stored once); `transform` joins the manifest's chain applied on load.
+        gives, stored once); `transform` joins the manifest's chain applied on load; `split`
+        takes one split of a stored dict.
         """
-        source = self.path(upstream)
-        manifest = read_manifest(source)
+        manifest = read_manifest(self.path(upstream))
         if manifest is None:
-            raise NotStoredError(f"{source}: no ds-assets manifest; materialize the upstream first")
+            raise NotStoredError(
+                f"{self.path(upstream)}: no ds-assets manifest; materialize the upstream first"
+            )
+        source = self.path(upstream)
+        if split is not None:
+            if split not in manifest.splits:
+                raise KeyError(f"{source} has splits {list(manifest.splits)}, not {split!r}")
+            kind = DATASET if manifest.kind == DATASET_DICT else ITERABLE_DATASET
+            rows = manifest.splits[split]
+            manifest = dataclasses.replace(manifest, kind=kind, num_rows=rows, splits={})
+            source = os.path.join(source, check_path_part(split))
         with atomic_directory(self.path(key)) as temp:
             _link_tree(source, temp, repeat)
             lazy = Manifest(
@@ -110,7 +127,8 @@ class LocalStore(DatasetStore):
         return result
 
     def _preview(self, key):
-        loaded = self._load(self.check_key(key), None)
+        kind = DATASET_DICT if self.stored_kind(key) in DICT_KINDS else DATASET
+        loaded = self._load(self.check_key(key), kind)
         first = next(iter(loaded.values())) if isinstance(loaded, dict) else loaded
         head = first.with_format(None).select(range(min(PREVIEW_ROWS, len(first))))
         return first.features, head.with_format("arrow")[:]
