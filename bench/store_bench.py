@@ -95,15 +95,21 @@ def main() -> None:
         / results["store.save (shuffled)"]
     )
     print(f"  shuffled: datasets / store.save  {shuffled_ratio:6.2f}x")
-    memory = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "bench", "stream_memory.py"), os.path.join(work, "m")],
-        capture_output=True, text=True, check=True, env=dict(os.environ, PYTHONPATH=ROOT),
-    ).stdout  # fmt: skip
-    report = json.loads(memory.strip().splitlines()[-1])
-    print(
-        f"2 GB stream save: peak RSS {report['growth_mb']} MB above baseline, "
-        f"{report['shards']} shards, {report['bytes'] / report['seconds'] / 1e6:,.0f} MB/s"
-    )
+    for label, extra in (
+        ("2 GB stream save", []),
+        ("2 x 1 GB interleave + save", ["--interleave"]),
+    ):
+        memory = subprocess.run(
+            [sys.executable, os.path.join(ROOT, "bench", "stream_memory.py"),
+             os.path.join(work, "m"), "2", *extra],
+            capture_output=True, text=True, check=True, env=dict(os.environ, PYTHONPATH=ROOT),
+        ).stdout  # fmt: skip
+        shutil.rmtree(os.path.join(work, "m"), ignore_errors=True)
+        report = json.loads(memory.strip().splitlines()[-1])
+        print(
+            f"{label}: peak RSS {report['growth_mb']} MB above baseline, "
+            f"{report['shards']} shards, {report['bytes'] / report['seconds'] / 1e6:,.0f} MB/s"
+        )
     shutil.rmtree(work, ignore_errors=True)
 
 

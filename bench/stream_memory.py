@@ -1,4 +1,9 @@
-"""Peak memory while the store saves a generated stream: `python bench/stream_memory.py DIR [GB]`.
+"""Peak memory while the store saves a generated stream.
+
+    python bench/stream_memory.py DIR [GB] [--interleave]
+
+With `--interleave`, two generated streams of GB/2 each are interleaved (probabilities 0.5/0.5,
+seed 0, all_exhausted) by `ds_assets.ops.interleave` and saved.
 
 Prints one JSON line: baseline RSS before the save, peak RSS (VmHWM), rows, bytes, shards
 and seconds. Used by `make bench` and by tests/test_memory.py (which asserts the bound).
@@ -15,6 +20,7 @@ import pyarrow as pa
 from datasets import Features, IterableDataset, Value
 from datasets.iterable_dataset import ArrowExamplesIterable
 
+from ds_assets.ops.interleave import interleave_streams
 from ds_assets.storage import LocalStore
 
 ROWS_PER_BATCH = 10_000
@@ -22,14 +28,14 @@ TEXT = "x" * 1000
 FEATURES = Features({"id": Value("int64"), "text": Value("string")})
 
 
-def generated_stream(total_bytes: int) -> IterableDataset:
+def generated_stream(total_bytes: int, first_id: int = 0) -> IterableDataset:
     """About `total_bytes` of rows, produced batch by batch in 4 shards, never all in memory."""
     batches_per_shard = max(1, total_bytes // (ROWS_PER_BATCH * (len(TEXT) + 8)) // 4)
 
     def tables(shards):
         for shard in shards:
             for number in range(batches_per_shard):
-                start = (shard * batches_per_shard + number) * ROWS_PER_BATCH
+                start = first_id + (shard * batches_per_shard + number) * ROWS_PER_BATCH
                 ids = pa.array(np.arange(start, start + ROWS_PER_BATCH))
                 yield f"{shard}-{number}", pa.table({"id": ids, "text": [TEXT] * ROWS_PER_BATCH})
 
@@ -53,8 +59,13 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def main(directory: str, gigabytes: float = 2.0) -> dict:
-    stream = generated_stream(int(gigabytes * 1024**3))
+def main(directory: str, gigabytes: float = 2.0, interleave: bool = False) -> dict:
+    total = int(gigabytes * 1024**3)
+    if interleave:
+        halves = [generated_stream(total // 2), generated_stream(total // 2, first_id=10**9)]
+        stream = interleave_streams(halves, FEATURES, [0.5, 0.5], 0, "all_exhausted")
+    else:
+        stream = generated_stream(total)
     baseline = psutil.Process().memory_info().rss
     started = time.perf_counter()
     manifest = LocalStore(directory).save(("stream",), stream).manifest
@@ -72,4 +83,6 @@ def main(directory: str, gigabytes: float = 2.0) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 2.0)))
+    arguments = [a for a in sys.argv[1:] if not a.startswith("--")]
+    size = float(arguments[1]) if len(arguments) > 1 else 2.0
+    print(json.dumps(main(arguments[0], size, interleave="--interleave" in sys.argv)))

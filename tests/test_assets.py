@@ -389,3 +389,21 @@ def test_lazy_transform_refuses_a_lambda():
         lazy_transform_asset("l", "raw", lambda batch: batch)
     with pytest.raises(LazyTransformError, match="does not import"):
         lazy_transform_asset("l", "raw", "tests.transforms_for_tests:missing")
+
+
+def test_partitioned_transform_follows_its_upstream_partition(env):
+    from dagster import AssetExecutionContext, StaticPartitionsDefinition
+
+    parts = StaticPartitionsDefinition(["x", "y"])
+
+    @asset(partitions_def=parts)
+    def raw(context: AssetExecutionContext) -> Dataset:
+        return labelled(3 if context.partition_key == "x" else 5)
+
+    doubled = map_asset("doubled", raw, lambda r: {"id": r["id"] * 2}, partitions_def=parts)
+    instance, io_manager, data = env
+    for key in ("x", "y"):
+        result = materialize([raw, doubled], partition_key=key, instance=instance,
+                             resources={"io_manager": io_manager})  # fmt: skip
+        assert result.success
+    assert datasets.load_from_disk(str(data / "doubled" / "y"))["id"][:] == [0, 2, 4, 6, 8]
