@@ -123,7 +123,12 @@ class _DatasetIOManagerBase(ConfigurableIOManager):
                 result = store.save_linked(key, value.upstream, repeat=value.num_times)
                 context.log.info(f"stored {value.upstream} x{value.num_times}, shards reused")
                 return result
-            value = store.load(value.upstream).repeat(value.num_times)  # S3: copies
+            loaded, times = store.load(value.upstream), value.num_times  # S3: copies
+            value = (
+                type(loaded)({name: split.repeat(times) for name, split in loaded.items()})
+                if isinstance(loaded, dict)
+                else loaded.repeat(times)
+            )
         if not supported(value):
             raise DatasetTypeError(
                 f"asset {context.asset_key.to_user_string()} returned a "

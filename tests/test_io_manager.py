@@ -6,6 +6,7 @@ import datasets
 import pytest
 from dagster import (
     AssetExecutionContext,
+    AssetIn,
     AssetKey,
     AssetOut,
     BackfillPolicy,
@@ -294,3 +295,33 @@ def test_range_output_missing_a_partition_is_refused(io_manager, instance):
     tags = {ASSET_PARTITION_RANGE_START_TAG: "a", ASSET_PARTITION_RANGE_END_TAG: "c"}
     with pytest.raises(DatasetTypeError, match=r"no value for partitions \['b', 'c'\]"):
         run([ranged], io_manager, instance, tags=tags)
+
+
+def test_s3_repeat_and_split_fan_out_copy_correctly(seaweedfs, s3_bucket, instance):
+    from ds_assets import repeat_asset, split_assets
+
+    manager = S3DatasetIOManager(
+        s3_resource=S3Resource(
+            endpoint_url=seaweedfs.endpoint,
+            aws_access_key_id=seaweedfs.access_key,
+            aws_secret_access_key=seaweedfs.secret_key,
+            region_name="us-east-1",
+        ),
+        s3_bucket=s3_bucket,
+    )
+
+    @asset
+    def pair() -> DatasetDict:
+        return DatasetDict(train=table_dataset(3), test=table_dataset(1))
+
+    seen = {}
+
+    @asset(ins={"doubled": AssetIn("doubled"), "train": AssetIn(["ds", "train"])})
+    def probe(doubled: DatasetDict, train: Dataset) -> Any:
+        seen["doubled"] = {k: len(v) for k, v in doubled.items()}
+        seen["train"] = len(train)
+
+    doubled = repeat_asset("doubled", "pair", 2)
+    splits = split_assets("ds", "pair", {"train": 1, "test": 1})
+    assert run([pair, doubled, splits, probe], manager, instance).success
+    assert seen == {"doubled": {"train": 6, "test": 2}, "train": 3}
