@@ -407,3 +407,14 @@ def test_partitioned_transform_follows_its_upstream_partition(env):
                              resources={"io_manager": io_manager})  # fmt: skip
         assert result.success
     assert datasets.load_from_disk(str(data / "doubled" / "y"))["id"][:] == [0, 2, 4, 6, 8]
+
+
+def test_concatenate_streams_equals_datasets(env):
+    first, second = labelled(700), labelled(300, offset=1_000)
+    run(env, source("first", first.to_iterable_dataset(num_shards=2)),
+        source("second", second.to_iterable_dataset()),
+        concatenate_asset("both", ["first", "second"]))  # fmt: skip
+    expected = datasets.concatenate_datasets(
+        [first.to_iterable_dataset(num_shards=2), second.to_iterable_dataset()]
+    )
+    assert stored(env, "both")["id"][:] == [r["id"] for r in expected]
