@@ -259,8 +259,9 @@ def test_dict_kind_into_dataset_annotation_is_refused(io_manager, instance):
         run([pair, single], io_manager, instance)
 
 
-def test_s3_io_manager(seaweedfs, s3_bucket, instance):
-    manager = S3DatasetIOManager(
+@pytest.fixture
+def s3_manager(seaweedfs, s3_bucket):
+    return S3DatasetIOManager(
         s3_resource=S3Resource(
             endpoint_url=seaweedfs.endpoint,
             aws_access_key_id=seaweedfs.access_key,
@@ -270,6 +271,10 @@ def test_s3_io_manager(seaweedfs, s3_bucket, instance):
         s3_bucket=s3_bucket,
         s3_prefix="pipelines",
     )
+
+
+def test_s3_io_manager(s3_manager, s3_bucket, instance):
+    manager = s3_manager
     seen = {}
 
     @asset
@@ -297,18 +302,10 @@ def test_range_output_missing_a_partition_is_refused(io_manager, instance):
         run([ranged], io_manager, instance, tags=tags)
 
 
-def test_s3_repeat_and_split_fan_out_copy_correctly(seaweedfs, s3_bucket, instance):
+def test_s3_repeat_and_split_fan_out_copy_correctly(s3_manager, instance):
     from ds_assets import repeat_asset, split_assets
 
-    manager = S3DatasetIOManager(
-        s3_resource=S3Resource(
-            endpoint_url=seaweedfs.endpoint,
-            aws_access_key_id=seaweedfs.access_key,
-            aws_secret_access_key=seaweedfs.secret_key,
-            region_name="us-east-1",
-        ),
-        s3_bucket=s3_bucket,
-    )
+    manager = s3_manager
 
     @asset
     def pair() -> DatasetDict:

@@ -98,7 +98,8 @@ class DatasetStore(ABC):
             return self._load(self.check_key(key), kind)
 
     def _load(self, key: tuple[str, ...], kind: str | None) -> Stored:
-        stored = self.stored_kind(key)
+        manifest = self.manifest(key)
+        stored = manifest.kind if manifest else self.stored_kind(key)
         if stored is None:
             raise NotStoredError(f"{self.uri(key)}: nothing stored here")
         kind = kind or stored
@@ -110,7 +111,6 @@ class DatasetStore(ABC):
             streaming = kind == ITERABLE_DATASET_DICT
             splits = {s: self._open(key + (s,), streaming) for s in self._split_names(key)}
             value = IterableDatasetDict(splits) if streaming else DatasetDict(splits)
-        manifest = self.manifest(key)
         return apply_transforms(value, manifest.transforms) if manifest else value
 
     def exists(self, key: Sequence[str]) -> bool:
