@@ -346,6 +346,7 @@ def test_three_fraction_splits_cover_every_row(env, rows):
 
 def test_lazy_transform_stores_no_copy_and_applies_on_access(env):
     from ds_assets import lazy_transform_asset
+    from ds_assets.storage import LocalStore
     from tests.transforms_for_tests import shout
 
     raw = Dataset.from_dict({"text": ["a", "bb", "ccc"], "x": [1.0, 2.0, 3.0]})
@@ -364,6 +365,13 @@ def test_lazy_transform_stores_no_copy_and_applies_on_access(env):
     raw_shard = next((data / "raw").glob("data-*.arrow"))
     lazy_shard = data / "measured" / raw_shard.name
     assert lazy_shard.stat().st_ino == raw_shard.stat().st_ino  # a link, not a copy
+    manifest = LocalStore(str(data)).manifest(("measured",))
+    assert [t["transform"] for t in manifest.transforms] == [
+        "tests.transforms_for_tests:shout",
+        "tests.transforms_for_tests:measure",
+    ]
+    assert manifest.source["path"] == str(data / "loud")
+    assert manifest.source["version"] == LocalStore(str(data)).manifest(("loud",)).version
     plain = datasets.load_from_disk(str(data / "measured"))  # opens, without the transform
     assert plain[:] == raw[:]
 

@@ -152,6 +152,8 @@ class Manifest:
     previous: str | None = None
     # lazy transforms applied on load, in order (see ds_assets.ops.lazy); empty for plain data
     transforms: list[dict] = field(default_factory=list)
+    # for linked versions (lazy transform, repeat, split of a dict): the upstream they reuse
+    source: dict | None = None
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     format: int = MANIFEST_FORMAT
 

@@ -121,6 +121,7 @@ class LocalStore(DatasetStore):
                 num_shards=manifest.num_shards,
                 splits={split: rows * repeat for split, rows in manifest.splits.items()},
                 transforms=[*manifest.transforms, *([transform] if transform else [])],
+                source={"path": self.path(upstream), "version": manifest.version, "split": split},
             )
             write_json(os.path.join(temp, MANIFEST_FILE), lazy.to_json())
         result = SaveResult(lazy, *self._preview(key))
