@@ -30,7 +30,8 @@ def test_dagster_family_versions_match():
 
 def test_data_layer_does_not_import_dagster():
     code = (
-        "import sys; import ds_assets.storage, ds_assets.storage.s3; "
+        "import sys; import ds_assets.storage, ds_assets.storage.s3, ds_assets.ops.interleave, "
+        "ds_assets.ops.lazy, ds_assets.ops.augment; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dagster', 'resources')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
