@@ -28,7 +28,7 @@ from datasets import (
 )
 from pydantic import Field
 
-from ds_assets.ops.lazy import LazyTransform, Repeated, SplitOf
+from ds_assets.ops.lazy import LINKED_MARKERS, LazyTransformError
 from ds_assets.storage import (
     DATASET,
     DATASET_DICT,
@@ -80,7 +80,7 @@ class _DatasetIOManagerBase(ConfigurableIOManager):
             return
         store = self.store()
         key = tuple(context.asset_key.path)
-        if context.has_asset_partitions and isinstance(obj, (LazyTransform, Repeated, SplitOf)):
+        if context.has_asset_partitions and isinstance(obj, LINKED_MARKERS):
             raise DatasetTypeError(
                 f"asset {context.asset_key.to_user_string()}: lazy transforms and repeats of "
                 "partitioned assets are not supported yet"
@@ -105,30 +105,17 @@ class _DatasetIOManagerBase(ConfigurableIOManager):
         context.add_output_metadata(output_metadata(results, location))
 
     def _save(self, context: OutputContext, store: DatasetStore, key, value) -> SaveResult:
-        if isinstance(value, LazyTransform):
-            if not isinstance(store, LocalStore):
-                raise DatasetTypeError(
-                    f"asset {context.asset_key.to_user_string()}: lazy transforms are stored by "
-                    f"DatasetIOManager only so far, not by {type(self).__name__}"
-                )
-            result = store.save_linked(key, value.upstream, value.document())
-            context.log.info(f"stored lazy transform {value.transform} over {value.upstream}")
-            return result
-        if isinstance(value, SplitOf):
+        if isinstance(value, LINKED_MARKERS):
             if isinstance(store, LocalStore):
-                return store.save_linked(key, value.upstream, split=value.split)
-            value = store.load(value.upstream)[value.split]  # S3: copies
-        if isinstance(value, Repeated):
-            if isinstance(store, LocalStore):
-                result = store.save_linked(key, value.upstream, repeat=value.num_times)
-                context.log.info(f"stored {value.upstream} x{value.num_times}, shards reused")
+                result = store.save_linked(key, value.upstream, **value.link_options())
+                context.log.info(f"stored {value} at {store.uri(key)} without copying data")
                 return result
-            loaded, times = store.load(value.upstream), value.num_times  # S3: copies
-            value = (
-                type(loaded)({name: split.repeat(times) for name, split in loaded.items()})
-                if isinstance(loaded, dict)
-                else loaded.repeat(times)
-            )
+            try:  # stores that cannot link get the data itself
+                value = value.copy_from(lambda: store.load(value.upstream))
+            except LazyTransformError as error:
+                raise DatasetTypeError(
+                    f"asset {context.asset_key.to_user_string()}: {error}"
+                ) from error
         if not supported(value):
             raise DatasetTypeError(
                 f"asset {context.asset_key.to_user_string()} returned a "

@@ -322,3 +322,16 @@ def test_s3_repeat_and_split_fan_out_copy_correctly(s3_manager, instance):
     splits = split_assets("ds", "pair", {"train": 1, "test": 1})
     assert run([pair, doubled, splits, probe], manager, instance).success
     assert seen == {"doubled": {"train": 6, "test": 2}, "train": 3}
+
+
+def test_s3_refuses_a_lazy_transform_naming_the_asset(s3_manager, instance):
+    from ds_assets import lazy_transform_asset
+    from tests.transforms_for_tests import shout
+
+    @asset
+    def texts() -> Dataset:
+        return Dataset.from_dict({"text": ["a"]})
+
+    loud = lazy_transform_asset("loud", "texts", shout)
+    with pytest.raises(DatasetTypeError, match="asset loud: lazy transform .*only a local store"):
+        run([texts, loud], s3_manager, instance)

@@ -82,6 +82,33 @@ def _single_input_asset(
     return _asset
 
 
+def _method_asset(
+    method: str,
+    name: str,
+    upstream: Upstream,
+    function: Callable,
+    splits: Sequence[str] | None,
+    call_options: dict[str, Any],
+    num_proc: int | None,
+    options: dict[str, Any],
+) -> AssetsDefinition:
+    """An asset calling `dataset.<method>(function, **call_options)` on every chosen split.
+
+    `num_proc` only goes to map-style datasets (streams have no such option); the description
+    and code version show the options that differ from their defaults.
+    """
+
+    def operation(dataset):
+        extra = {"num_proc": num_proc} if isinstance(dataset, Dataset) else {}
+        return getattr(dataset, method)(function, **call_options, **extra)
+
+    shown = {**call_options, "num_proc": num_proc}
+    if not shown["batched"]:
+        shown["batch_size"] = None
+    shown = {key: value for key, value in shown.items() if value not in (None, False)}
+    return _single_input_asset(method, name, upstream, operation, shown, function, splits, options)
+
+
 def map_asset(
     name: str,
     upstream: Upstream,
@@ -106,21 +133,11 @@ def map_asset(
     >>> lowered.key.path
     ['lowered']
     """
-    arguments = {
-        "batched": batched, "batch_size": batch_size if batched else None,
-        "with_indices": with_indices or None, "input_columns": input_columns,
-        "remove_columns": remove_columns, "fn_kwargs": fn_kwargs, "num_proc": num_proc,
+    call_options = {
+        "batched": batched, "batch_size": batch_size, "with_indices": with_indices,
+        "input_columns": input_columns, "remove_columns": remove_columns, "fn_kwargs": fn_kwargs,
     }  # fmt: skip
-
-    def operation(dataset):
-        kwargs = {"function": fn, "batched": batched, "batch_size": batch_size,
-                  "with_indices": with_indices, "input_columns": input_columns,
-                  "remove_columns": remove_columns, "fn_kwargs": fn_kwargs}  # fmt: skip
-        if isinstance(dataset, Dataset):
-            kwargs["num_proc"] = num_proc
-        return dataset.map(**kwargs)
-
-    return _single_input_asset("map", name, upstream, operation, arguments, fn, splits, options)
+    return _method_asset("map", name, upstream, fn, splits, call_options, num_proc, options)
 
 
 def filter_asset(
@@ -143,23 +160,39 @@ def filter_asset(
     >>> positive.key.path
     ['positive']
     """
-    arguments = {
-        "batched": batched, "batch_size": batch_size if batched else None,
-        "with_indices": with_indices or None, "input_columns": input_columns,
-        "fn_kwargs": fn_kwargs, "num_proc": num_proc,
+    call_options = {
+        "batched": batched, "batch_size": batch_size, "with_indices": with_indices,
+        "input_columns": input_columns, "fn_kwargs": fn_kwargs,
     }  # fmt: skip
-
-    def operation(dataset):
-        kwargs = {"function": predicate, "batched": batched, "batch_size": batch_size,
-                  "with_indices": with_indices, "input_columns": input_columns,
-                  "fn_kwargs": fn_kwargs}  # fmt: skip
-        if isinstance(dataset, Dataset):
-            kwargs["num_proc"] = num_proc
-        return dataset.filter(**kwargs)
-
-    return _single_input_asset(
-        "filter", name, upstream, operation, arguments, predicate, splits, options
+    return _method_asset(
+        "filter", name, upstream, predicate, splits, call_options, num_proc, options
     )
+
+
+def _linked_asset(
+    op: str,
+    name: str,
+    upstream: Upstream,
+    arguments: dict[str, Any],
+    make_marker: Callable[[tuple[str, ...]], Any],
+    options: dict[str, Any],
+) -> AssetsDefinition:
+    """An asset that returns a marker the IO manager stores by linking the upstream's data."""
+    key = upstream_key(upstream)
+    asset_options = split_options(options, f"{op}_asset")
+    description = asset_options.pop("description", None) or describe(op, arguments)
+
+    @asset(
+        name=name,
+        deps=[key],
+        description=f"{description}\n\nupstream: `{key.to_user_string()}` (data reused)",
+        code_version=code_version(op, arguments),
+        **asset_options,
+    )
+    def _asset():
+        return make_marker(tuple(key.path))
+
+    return _asset
 
 
 def repeat_asset(
@@ -188,22 +221,10 @@ def repeat_asset(
             "repeat", name, upstream, lambda d: d.repeat(num_times), {"num_times": num_times},
             None, splits, options,
         )  # fmt: skip
-    key = upstream_key(upstream)
-    asset_options = split_options(options, "repeat_asset")
-    arguments = {"num_times": num_times}
-    description = asset_options.pop("description", None) or describe("repeat", arguments)
-
-    @asset(
-        name=name,
-        deps=[key],
-        description=f"{description}\n\nupstream: `{key.to_user_string()}` (shards reused)",
-        code_version=code_version("repeat", arguments),
-        **asset_options,
-    )
-    def _asset():
-        return Repeated(upstream=tuple(key.path), num_times=num_times)
-
-    return _asset
+    return _linked_asset(
+        "repeat", name, upstream, {"num_times": num_times},
+        lambda key: Repeated(upstream=key, num_times=num_times), options,
+    )  # fmt: skip
 
 
 def lazy_transform_asset(
@@ -227,28 +248,12 @@ def lazy_transform_asset(
     ['augmented']
     """
     path = import_path(transform)
-    key = upstream_key(upstream)
-    asset_options = split_options(options, "lazy_transform_asset")
     arguments = {
         "transform": path, "columns": list(columns) if columns is not None else None,
         "output_all_columns": output_all_columns or None, "transform_kwargs": transform_kwargs,
     }  # fmt: skip
-    description = asset_options.pop("description", None) or describe("set_transform", arguments)
 
-    @asset(
-        name=name,
-        deps=[key],
-        description=f"{description}\n\nupstream: `{key.to_user_string()}` (no data copied)",
-        code_version=code_version("lazy_transform", arguments),
-        **asset_options,
-    )
-    def _asset():
-        return LazyTransform(
-            upstream=tuple(key.path),
-            transform=path,
-            columns=columns,
-            output_all_columns=output_all_columns,
-            kwargs=transform_kwargs or {},
-        )
+    def make_marker(key: tuple[str, ...]) -> LazyTransform:
+        return LazyTransform(key, path, columns, output_all_columns, transform_kwargs or {})
 
-    return _asset
+    return _linked_asset("lazy_transform", name, upstream, arguments, make_marker, options)

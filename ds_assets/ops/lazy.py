@@ -34,13 +34,22 @@ class LazyTransform:
     output_all_columns: bool = False
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
-    def document(self) -> dict[str, Any]:
+    def link_options(self) -> dict[str, Any]:
+        """Keyword arguments of `LocalStore.save_linked` that store this marker."""
         return {
-            "transform": self.transform,
-            "columns": list(self.columns) if self.columns is not None else None,
-            "output_all_columns": self.output_all_columns,
-            "kwargs": dict(self.kwargs),
+            "transform": {
+                "transform": self.transform,
+                "columns": list(self.columns) if self.columns is not None else None,
+                "output_all_columns": self.output_all_columns,
+                "kwargs": dict(self.kwargs),
+            }
         }
+
+    def copy_from(self, load: Callable[[], Any]) -> Any:
+        raise LazyTransformError(
+            f"lazy transform {self.transform} over {'/'.join(self.upstream)}: only a local store "
+            "can link the upstream's data so far; use DatasetIOManager for this asset"
+        )
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,16 @@ class Repeated:
     upstream: tuple[str, ...]
     num_times: int
 
+    def link_options(self) -> dict[str, Any]:
+        return {"repeat": self.num_times}
+
+    def copy_from(self, load: Callable[[], Any]) -> Any:
+        """The repeated data itself, for stores that cannot link (a copy)."""
+        loaded = load()
+        if isinstance(loaded, dict):
+            return type(loaded)({name: d.repeat(self.num_times) for name, d in loaded.items()})
+        return loaded.repeat(self.num_times)
+
 
 @dataclass(frozen=True)
 class SplitOf:
@@ -57,6 +76,16 @@ class SplitOf:
 
     upstream: tuple[str, ...]
     split: str
+
+    def link_options(self) -> dict[str, Any]:
+        return {"split": self.split}
+
+    def copy_from(self, load: Callable[[], Any]) -> Any:
+        """The split itself, for stores that cannot link (a copy)."""
+        return load()[self.split]
+
+
+LINKED_MARKERS = (LazyTransform, Repeated, SplitOf)
 
 
 def import_path(transform: Callable | str) -> str:
