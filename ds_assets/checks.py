@@ -2,13 +2,12 @@
 
 Most read the metadata the IO managers record with each materialization (row count, Features),
 so they cost no data access; `no_nulls_check` loads the dataset memory-mapped and counts nulls
-column by column with Arrow.
+batch by batch with Arrow (bounded memory, indices mappings respected).
 """
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pyarrow.compute as pc
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -20,6 +19,7 @@ from dagster import (
 from datasets import Dataset, DatasetDict
 
 from ds_assets.assets.common import Upstream, upstream_key
+from ds_assets.storage.batches import dataset_batches
 
 
 def _materializations(context: AssetCheckExecutionContext, key: AssetKey, limit: int) -> list:
@@ -90,11 +90,12 @@ def no_nulls_check(asset: Upstream, columns: Sequence[str]) -> AssetChecksDefini
                     f"no_nulls_check on {key.to_user_string()}: columns {missing} are not in "
                     f"{part.column_names}"
                 )
-            table = part.with_format("arrow")[:] if part._indices is not None else part.data.table
-            for column in columns:
-                count = pc.sum(pc.is_null(table.column(column))).as_py() or 0
-                if count:
-                    nulls[f"{split}.{column}" if split else column] = count
+            for batch in dataset_batches(part.select_columns(columns)):
+                for column in columns:
+                    count = batch.column(column).null_count
+                    if count:
+                        name = f"{split}.{column}" if split else column
+                        nulls[name] = nulls.get(name, 0) + count
         return AssetCheckResult(
             passed=not nulls,
             metadata={"null_counts": nulls},
