@@ -28,7 +28,7 @@ from datasets import (
 )
 from pydantic import Field
 
-from ds_assets.ops.lazy import LINKED_MARKERS, LazyTransformError
+from ds_assets.ops.lazy import LINKED_MARKERS
 from ds_assets.storage import (
     DATASET,
     DATASET_DICT,
@@ -80,15 +80,12 @@ class _DatasetIOManagerBase(ConfigurableIOManager):
             return
         store = self.store()
         key = tuple(context.asset_key.path)
-        if context.has_asset_partitions and isinstance(obj, LINKED_MARKERS):
-            raise DatasetTypeError(
-                f"asset {context.asset_key.to_user_string()}: lazy transforms and repeats of "
-                "partitioned assets are not supported yet"
-            )
         if context.has_asset_partitions:
+            if isinstance(obj, LINKED_MARKERS):  # one marker stands for every partition of the run
+                obj = dict.fromkeys(context.asset_partition_keys, obj)
             values = _partition_values(context, obj)
             results = {
-                pk: self._save(context, store, key + partition_path(pk), value)
+                pk: self._save(context, store, key + partition_path(pk), value, pk)
                 for pk, value in values.items()
             }
             location = (
@@ -104,18 +101,17 @@ class _DatasetIOManagerBase(ConfigurableIOManager):
                 context.log.info(f"{store.uri(key[:-1])}/dataset_dict.json lists splits {splits}")
         context.add_output_metadata(output_metadata(results, location))
 
-    def _save(self, context: OutputContext, store: DatasetStore, key, value) -> SaveResult:
+    def _save(
+        self, context: OutputContext, store: DatasetStore, key, value, partition: str | None = None
+    ) -> SaveResult:
         if isinstance(value, LINKED_MARKERS):
-            if isinstance(store, LocalStore):
-                result = store.save_linked(key, value.upstream, **value.link_options())
-                context.log.info(f"stored {value} at {store.uri(key)} without copying data")
-                return result
-            try:  # stores that cannot link get the data itself
-                value = value.copy_from(lambda: store.load(value.upstream))
-            except LazyTransformError as error:
-                raise DatasetTypeError(
-                    f"asset {context.asset_key.to_user_string()}: {error}"
-                ) from error
+            upstream = _linked_upstream(store, value.upstream, partition)
+            result = store.save_linked(key, upstream, **value.link_options())
+            context.log.info(
+                f"stored {value} at {store.uri(key)} reusing the data of {store.uri(upstream)} "
+                f"(version {result.manifest.source['version']}), no data copied"
+            )
+            return result
         if not supported(value):
             raise DatasetTypeError(
                 f"asset {context.asset_key.to_user_string()} returned a "
@@ -217,6 +213,17 @@ def _partition_values(context: OutputContext, obj: Any) -> Mapping[str, Any]:
             f"{type(obj).__name__}"
         )
     return {keys[0]: obj}
+
+
+def _linked_upstream(store: DatasetStore, upstream: tuple[str, ...], partition: str | None):
+    """The store key a linked partition reuses: the same partition of the upstream, or the
+    whole upstream when that is not partitioned."""
+    if partition is None:
+        return upstream
+    same_partition = upstream + partition_path(partition)
+    if store.manifest(same_partition) is None and store.manifest(upstream) is not None:
+        return upstream
+    return same_partition
 
 
 def _is_split_asset(context: OutputContext, key: tuple[str, ...]) -> bool:

@@ -302,36 +302,74 @@ def test_range_output_missing_a_partition_is_refused(io_manager, instance):
         run([ranged], io_manager, instance, tags=tags)
 
 
-def test_s3_repeat_and_split_fan_out_copy_correctly(s3_manager, instance):
-    from ds_assets import repeat_asset, split_assets
-
-    manager = s3_manager
+def test_s3_repeat_split_fan_out_and_lazy_transform_copy_no_data(s3_manager, instance):
+    from ds_assets import lazy_transform_asset, repeat_asset, split_assets
+    from tests.transforms_for_tests import shout
 
     @asset
     def pair() -> DatasetDict:
-        return DatasetDict(train=table_dataset(3), test=table_dataset(1))
+        return DatasetDict(
+            train=Dataset.from_dict({"text": ["a", "b", "c"]}),
+            test=Dataset.from_dict({"text": ["d"]}),
+        )
 
     seen = {}
 
-    @asset(ins={"doubled": AssetIn("doubled"), "train": AssetIn(["ds", "train"])})
-    def probe(doubled: DatasetDict, train: Dataset) -> Any:
-        seen["doubled"] = {k: len(v) for k, v in doubled.items()}
-        seen["train"] = len(train)
+    @asset(ins={"doubled": AssetIn("doubled"), "loud": AssetIn("loud")})
+    def probe(doubled: DatasetDict, loud: Dataset) -> Any:
+        seen["doubled"] = {k: v["text"][:] for k, v in doubled.items()}
+        seen["loud"] = loud[:]["loud"]
 
     doubled = repeat_asset("doubled", "pair", 2)
     splits = split_assets("ds", "pair", {"train": 1, "test": 1})
-    assert run([pair, doubled, splits, probe], manager, instance).success
-    assert seen == {"doubled": {"train": 6, "test": 2}, "train": 3}
+    loud = lazy_transform_asset("loud", ["ds", "train"], shout)
+    assert run([pair, doubled, splits, loud, probe], s3_manager, instance).success
+    assert seen == {"doubled": {"train": ["a", "b", "c"] * 2, "test": ["d", "d"]},
+                    "loud": ["A", "B", "C"]}  # fmt: skip
+    client = s3_manager.s3_resource.get_client()
+    listing = client.list_objects_v2(Bucket=s3_manager.s3_bucket, Prefix="pipelines/")
+    shards = [i["Key"] for i in listing["Contents"] if i["Key"].endswith(".arrow")]
+    assert shards and all(key.startswith("pipelines/pair/") for key in shards)
+    for name in ("doubled", "loud"):
+        assert materialization(instance, name).metadata["num_bytes"].value == 0
 
 
-def test_s3_refuses_a_lazy_transform_naming_the_asset(s3_manager, instance):
+def test_partitioned_lazy_transform_and_repeat_link_each_partition(io_manager, instance):
+    from ds_assets import lazy_transform_asset, repeat_asset
+    from tests.transforms_for_tests import shout
+
+    @asset(partitions_def=letters)
+    def texts(context: AssetExecutionContext) -> Dataset:
+        return Dataset.from_dict({"text": [context.partition_key] * 2})
+
+    loud = lazy_transform_asset("loud", "texts", shout, partitions_def=letters)
+    twice = repeat_asset("twice", "loud", 2, partitions_def=letters)
+    seen = {}
+
+    @asset(partitions_def=letters)
+    def probe(twice: Dataset) -> None:
+        seen.setdefault("loud", []).append(twice[:]["loud"])
+
+    for key in ("a", "b"):
+        assert run([texts, loud, twice, probe], io_manager, instance, partition_key=key).success
+    assert seen["loud"] == [["A"] * 4, ["B"] * 4]
+    assert materialization(instance, "twice").metadata["dagster/row_count"].value == 4
+
+
+def test_lazy_transform_of_an_unpartitioned_upstream_per_partition(io_manager, instance):
     from ds_assets import lazy_transform_asset
     from tests.transforms_for_tests import shout
 
     @asset
     def texts() -> Dataset:
-        return Dataset.from_dict({"text": ["a"]})
+        return Dataset.from_dict({"text": ["x"]})
 
-    loud = lazy_transform_asset("loud", "texts", shout)
-    with pytest.raises(DatasetTypeError, match="asset loud: lazy transform .*only a local store"):
-        run([texts, loud], s3_manager, instance)
+    loud = lazy_transform_asset("loud", "texts", shout, partitions_def=letters)
+
+    @asset(partitions_def=letters)
+    def probe(loud: Dataset) -> None:
+        assert loud[:]["loud"] == ["X"]
+
+    assert run([texts], io_manager, instance).success
+    assert run([texts, loud, probe], io_manager, instance, partition_key="c",
+               selection=[loud, probe]).success  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from datasets import IterableDataset
+from datasets import DatasetDict, IterableDataset
 
 from ds_assets.storage.s3 import S3AccessError, S3Store
 from tests.datasets_factory import table_dataset
@@ -108,3 +108,56 @@ def test_recently_used_cached_version_is_kept(seaweedfs, s3_bucket, isolated_cac
     store.load(("ds",))
     cached = isolated_cache / "s3" / s3_bucket / "p" / "ds"
     assert sorted(os.listdir(cached)) == sorted([old.version, new.version])
+
+
+def keys_under(client, bucket, prefix):
+    response = client.list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return sorted(item["Key"][len(prefix) :] for item in response.get("Contents", []))
+
+
+def stored_versions(client, bucket, prefix):
+    return {key.split("/")[0] for key in keys_under(client, bucket, prefix + "v-")}
+
+
+def test_linked_save_writes_no_shard_and_pins_the_reused_version(seaweedfs, s3_bucket):
+    client = seaweedfs.client()
+    store = S3Store(client, s3_bucket, "p")
+    reused = store.save(("raw",), table_dataset(4)).manifest.version
+    log = RequestLog(client)
+    linked = store.save_linked(("twice",), ("raw",), repeat=2).manifest
+    assert keys_under(client, s3_bucket, f"p/twice/v-{linked.version}/") == [
+        "dataset_info.json", "ds_assets.json", "state.json",
+    ]  # fmt: skip
+    assert linked.source["data"] == f"p/raw/v-{reused}"
+    for rows_count in (1, 2, 3):
+        store.save(("raw",), table_dataset(rows_count))
+    assert reused in stored_versions(client, s3_bucket, "p/raw/")  # pinned, kept
+    assert store.load(("twice",))["id"][:] == [0, 1, 2, 3] * 2
+    assert log.data_reads() == [f"p/raw/v-{reused}/data-00000-of-00001.arrow"]  # once
+
+
+def test_retiring_the_last_linked_version_releases_the_reused_one(seaweedfs, s3_bucket):
+    client = seaweedfs.client()
+    store = S3Store(client, s3_bucket, "p")
+    reused = store.save(("raw",), table_dataset(4)).manifest.version
+    store.save_linked(("lazy",), ("raw",))
+    for rows_count in (1, 2):
+        store.save(("raw",), table_dataset(rows_count))
+    assert keys_under(client, s3_bucket, f"p/raw/.pins/v-{reused}/")
+    for _ in range(3):  # the first linked version is retired by the third save after it
+        store.save_linked(("lazy",), ("raw",))
+    assert keys_under(client, s3_bucket, f"p/raw/.pins/v-{reused}/") == []
+    assert reused not in stored_versions(client, s3_bucket, "p/raw/")
+    assert len(store.load(("lazy",))) == 2
+
+
+def test_linked_load_reuses_the_cached_upstream_shards(seaweedfs, s3_bucket, isolated_cache):
+    client = seaweedfs.client()
+    store = S3Store(client, s3_bucket, "p")
+    store.save(("pair",), DatasetDict(train=table_dataset(3), test=table_dataset(1)))
+    assert len(store.load(("pair",))["train"]) == 3  # caches the upstream's shards
+    log = RequestLog(client)
+    store.save_linked(("ds", "train"), ("pair",), split="train")
+    store.save_linked(("again",), ("ds", "train"), repeat=2)
+    assert store.load(("again",))["id"][:] == [0, 1, 2, 0, 1, 2]
+    assert log.data_reads() == []  # hard links to the cached copy, nothing downloaded

@@ -206,3 +206,36 @@ def test_iterable_dataset_dict_roundtrip(store):
     assert isinstance(loaded, IterableDatasetDict)
     assert [r["id"] for r in loaded["test"]] == [0, 1, 2, 3]
     assert store.load(("sd",), "DatasetDict")["train"]["id"][:] == list(range(30))
+
+
+def test_linked_repeat_split_and_transform_reuse_the_upstream(store):
+    pair = DatasetDict(train=table_dataset(3), test=table_dataset(2))
+    store.save(("pair",), pair)
+    repeated = store.save_linked(("twice",), ("pair",), repeat=2)
+    train = store.save_linked(("ds", "train"), ("pair",), split="train")
+    upper = {"transform": "tests.transforms_for_tests:shout_ids", "kwargs": {}}
+    lazy = store.save_linked(("lazy",), ("ds", "train"), transform=upper, repeat=3)
+    assert repeated.manifest.num_bytes == train.manifest.num_bytes == 0
+    assert {s: len(d) for s, d in store.load(("twice",)).items()} == {"train": 6, "test": 4}
+    assert rows(store.load(("ds", "train"))) == rows(pair["train"])
+    assert lazy.manifest.num_rows == 9
+    assert store.load(("lazy",))["id"][:] == [f"id {i}!" for i in [0, 1, 2] * 3]
+    streamed = store.load(("twice",), "IterableDatasetDict")
+    assert [row["id"] for row in streamed["test"]] == [0, 1, 0, 1]
+
+
+def test_linked_version_survives_new_upstream_versions(store):
+    store.save(("raw",), table_dataset(3))
+    store.save_linked(("twice",), ("raw",), repeat=2)
+    for rows_count in (5, 6, 7):  # the linked version is now three versions old upstream
+        store.save(("raw",), table_dataset(rows_count))
+    assert store.load(("twice",))["id"][:] == [0, 1, 2, 0, 1, 2]
+    assert len(store.load(("raw",))) == 7
+
+
+def test_linking_an_unstored_upstream_or_split_names_it(store):
+    with pytest.raises(NotStoredError, match="missing: no ds-assets manifest"):
+        store.save_linked(("x",), ("missing",))
+    store.save(("pair",), DatasetDict(train=table_dataset(1)))
+    with pytest.raises(KeyError, match=r"has splits \['train'\], not 'dev'"):
+        store.save_linked(("x",), ("pair",), split="dev")

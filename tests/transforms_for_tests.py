@@ -13,3 +13,7 @@ def measure(batch):
 
 def jitter(batch, scale=1.0):
     return {**batch, "noisy": [x + random.uniform(-scale, scale) for x in batch["x"]]}
+
+
+def shout_ids(batch):
+    return {**batch, "id": [f"id {i}!" for i in batch["id"]]}

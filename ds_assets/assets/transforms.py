@@ -205,8 +205,9 @@ def repeat_asset(
 ) -> AssetsDefinition:
     """An asset equal to `upstream.repeat(num_times)`.
 
-    With `DatasetIOManager` the result reuses the upstream's shards (hard links, each listed
-    `num_times` in `state.json`): no data is copied. With `splits=` only those splits repeat,
+    The result reuses the upstream version's shards, each listed `num_times` in `state.json`:
+    no data is copied (locally hard links; on S3 a version of JSON documents that pins the
+    upstream version). With `splits=` only those splits repeat,
     through `Dataset.repeat`.
 
     >>> repeat_asset("twice", "reviews", 2).key.path
@@ -240,8 +241,9 @@ def lazy_transform_asset(
 
     `transform` is a module-level function (or its `"module:function"` path) that takes a batch
     dict and returns one; it runs on every access, so random augmentations differ per epoch.
-    Stacked lazy assets apply their transforms in order. The stored folder hard-links the
-    upstream version's shards, so `datasets.load_from_disk` opens it (without the transform).
+    Stacked lazy assets apply their transforms in order. The stored version reuses the upstream
+    version's shards (locally hard links, so `datasets.load_from_disk` opens the folder without
+    the transform; on S3 the manifest names the reused version prefix).
 
     >>> from ds_assets.ops.lazy import import_path
     >>> lazy_transform_asset("augmented", "images", import_path).key.path

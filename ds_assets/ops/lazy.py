@@ -35,7 +35,7 @@ class LazyTransform:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def link_options(self) -> dict[str, Any]:
-        """Keyword arguments of `LocalStore.save_linked` that store this marker."""
+        """Keyword arguments of `DatasetStore.save_linked` that store this marker."""
         return {
             "transform": {
                 "transform": self.transform,
@@ -44,12 +44,6 @@ class LazyTransform:
                 "kwargs": dict(self.kwargs),
             }
         }
-
-    def copy_from(self, load: Callable[[], Any]) -> Any:
-        raise LazyTransformError(
-            f"lazy transform {self.transform} over {'/'.join(self.upstream)}: only a local store "
-            "can link the upstream's data so far; use DatasetIOManager for this asset"
-        )
 
 
 @dataclass(frozen=True)
@@ -62,13 +56,6 @@ class Repeated:
     def link_options(self) -> dict[str, Any]:
         return {"repeat": self.num_times}
 
-    def copy_from(self, load: Callable[[], Any]) -> Any:
-        """The repeated data itself, for stores that cannot link (a copy)."""
-        loaded = load()
-        if isinstance(loaded, dict):
-            return type(loaded)({name: d.repeat(self.num_times) for name, d in loaded.items()})
-        return loaded.repeat(self.num_times)
-
 
 @dataclass(frozen=True)
 class SplitOf:
@@ -79,10 +66,6 @@ class SplitOf:
 
     def link_options(self) -> dict[str, Any]:
         return {"split": self.split}
-
-    def copy_from(self, load: Callable[[], Any]) -> Any:
-        """The split itself, for stores that cannot link (a copy)."""
-        return load()[self.split]
 
 
 LINKED_MARKERS = (LazyTransform, Repeated, SplitOf)

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 
 import datasets
-from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+import pyarrow as pa
+from datasets import Dataset, DatasetDict, Features, IterableDataset, IterableDatasetDict
 
 from ds_assets.ops.lazy import apply_transforms
 from ds_assets.storage.layout import (
     DATASET,
+    DATASET_DICT,
     DICT_KINDS,
     ITERABLE_DATASET,
     ITERABLE_DATASET_DICT,
     Manifest,
     check_path_part,
+    new_version,
 )
-from ds_assets.storage.save import SaveResult
+from ds_assets.storage.save import PREVIEW_ROWS, SaveResult
 
 Stored = Dataset | DatasetDict | IterableDataset | IterableDatasetDict
 
@@ -88,6 +92,75 @@ class DatasetStore(ABC):
     @abstractmethod
     def _split_names(self, key: tuple[str, ...]) -> list[str]:
         """Split names of the dataset dict at `key`."""
+
+    def save_linked(
+        self,
+        key: Sequence[str],
+        upstream: Sequence[str],
+        transform: dict | None = None,
+        repeat: int = 1,
+        split: str | None = None,
+    ) -> SaveResult:
+        """Store the stored `upstream` again at `key` without copying its data.
+
+        `repeat` lists every shard that many times (what `Dataset.repeat` gives, stored once);
+        `transform` joins the manifest's chain applied on load (see `ds_assets.ops.lazy`);
+        `split` takes one split of a stored dict. The upstream version stays readable for as
+        long as the result needs it, however often the upstream is saved again.
+
+        >>> import tempfile
+        >>> from ds_assets.storage import LocalStore
+        >>> store = LocalStore(tempfile.mkdtemp())
+        >>> _ = store.save(("raw",), Dataset.from_dict({"n": [1, 2]}))
+        >>> store.save_linked(("twice",), ("raw",), repeat=2).manifest.num_rows
+        4
+        """
+        key, upstream = self.check_key(key), self.check_key(upstream)
+        manifest = self.manifest(upstream)
+        if manifest is None:
+            raise NotStoredError(
+                f"{self.uri(upstream)}: no ds-assets manifest; materialize the upstream first"
+            )
+        if split is not None:
+            if split not in manifest.splits:
+                raise KeyError(
+                    f"{self.uri(upstream)} has splits {list(manifest.splits)}, not {split!r}"
+                )
+            kind = DATASET if manifest.kind == DATASET_DICT else ITERABLE_DATASET
+            rows = manifest.splits[split]
+            manifest = dataclasses.replace(manifest, kind=kind, num_rows=rows, splits={})
+        linked = Manifest(
+            kind=manifest.kind,
+            version=new_version(),
+            num_rows=manifest.num_rows * repeat,
+            num_bytes=0,
+            num_shards=manifest.num_shards,
+            splits={name: rows * repeat for name, rows in manifest.splits.items()},
+            transforms=[*manifest.transforms, *([transform] if transform else [])],
+            source={"path": self.uri(upstream), "version": manifest.version, "split": split},
+        )
+        with quiet_progress():
+            self._save_linked(key, upstream, split, repeat, linked)
+            return SaveResult(linked, *self._preview(key))
+
+    @abstractmethod
+    def _save_linked(
+        self,
+        key: tuple[str, ...],
+        upstream: tuple[str, ...],
+        split: str | None,
+        repeat: int,
+        linked: Manifest,
+    ) -> None:
+        """Backend part of `save_linked`: write `linked` and the layout reusing the shards."""
+
+    def _preview(self, key: tuple[str, ...]) -> tuple[Features, pa.Table]:
+        """Features and first rows of what is stored at `key` (for the metadata)."""
+        kind = DATASET_DICT if self.stored_kind(key) in DICT_KINDS else DATASET
+        loaded = self._load(key, kind)
+        first = next(iter(loaded.values())) if isinstance(loaded, dict) else loaded
+        head = first.with_format(None).select(range(min(PREVIEW_ROWS, len(first))))
+        return first.features, head.with_format("arrow")[:]
 
     def load(self, key: Sequence[str], kind: str | None = None) -> Stored:
         """Load `key` as `kind` (default: the kind that was stored).

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import os
 import shutil
 from collections.abc import Sequence
 
 from ds_assets.storage.atomic import atomic_directory
-from ds_assets.storage.base import DatasetStore, NotStoredError, Stored
+from ds_assets.storage.base import DatasetStore, Stored
 from ds_assets.storage.layout import (
-    DATASET,
-    DATASET_DICT,
     DICT_FILE,
-    DICT_KINDS,
-    ITERABLE_DATASET,
     MANIFEST_FILE,
     STATE_FILE,
     Manifest,
@@ -32,7 +27,7 @@ from ds_assets.storage.reader import (
     read_split_names,
     stream_local_dataset,
 )
-from ds_assets.storage.save import PREVIEW_ROWS, SaveResult, write_layout
+from ds_assets.storage.save import SaveResult, write_layout
 from ds_assets.storage.writer import LocalShardSink
 
 
@@ -82,57 +77,13 @@ class LocalStore(DatasetStore):
             write_json(os.path.join(temp, MANIFEST_FILE), result.manifest.to_json())
         return result
 
-    def save_linked(
-        self,
-        key: Sequence[str],
-        upstream: Sequence[str],
-        transform: dict | None = None,
-        repeat: int = 1,
-        split: str | None = None,
-    ) -> SaveResult:
-        """Store the stored `upstream` again at `key` without copying its data.
-
-        The upstream's shards are hard-linked (same file system; symbolic links otherwise), so
-        the upstream version stays pinned and `datasets.load_from_disk` opens the result.
-        `repeat` lists every shard that many times in `state.json` (what `Dataset.repeat`
-        gives, stored once); `transform` joins the manifest's chain applied on load; `split`
-        takes one split of a stored dict.
-        """
-        manifest = read_manifest(self.path(upstream))
-        if manifest is None:
-            raise NotStoredError(
-                f"{self.path(upstream)}: no ds-assets manifest; materialize the upstream first"
-            )
-        source = self.path(upstream)
-        if split is not None:
-            if split not in manifest.splits:
-                raise KeyError(f"{source} has splits {list(manifest.splits)}, not {split!r}")
-            kind = DATASET if manifest.kind == DATASET_DICT else ITERABLE_DATASET
-            rows = manifest.splits[split]
-            manifest = dataclasses.replace(manifest, kind=kind, num_rows=rows, splits={})
-            source = os.path.join(source, check_path_part(split))
+    def _save_linked(self, key, upstream, split, repeat, linked) -> None:
+        """Hard-link the upstream version's shards (symbolic links across file systems), so
+        the upstream version stays pinned and `datasets.load_from_disk` opens the result."""
+        source = os.path.join(self.path(upstream), *([check_path_part(split)] if split else []))
         with atomic_directory(self.path(key)) as temp:
             _link_tree(source, temp, repeat)
-            lazy = Manifest(
-                kind=manifest.kind,
-                version=new_version(),
-                num_rows=manifest.num_rows * repeat,
-                num_bytes=0,
-                num_shards=manifest.num_shards,
-                splits={split: rows * repeat for split, rows in manifest.splits.items()},
-                transforms=[*manifest.transforms, *([transform] if transform else [])],
-                source={"path": self.path(upstream), "version": manifest.version, "split": split},
-            )
-            write_json(os.path.join(temp, MANIFEST_FILE), lazy.to_json())
-        result = SaveResult(lazy, *self._preview(key))
-        return result
-
-    def _preview(self, key):
-        kind = DATASET_DICT if self.stored_kind(key) in DICT_KINDS else DATASET
-        loaded = self._load(self.check_key(key), kind)
-        first = next(iter(loaded.values())) if isinstance(loaded, dict) else loaded
-        head = first.with_format(None).select(range(min(PREVIEW_ROWS, len(first))))
-        return first.features, head.with_format("arrow")[:]
+            write_json(os.path.join(temp, MANIFEST_FILE), linked.to_json())
 
     def stored_kind(self, key: Sequence[str]) -> str | None:
         path = self.path(key)

@@ -16,6 +16,8 @@ Datasets written by `datasets.save_to_disk("s3://…")` (no manifest) load too.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import json
 import os
 import posixpath
@@ -33,6 +35,7 @@ from ds_assets.storage.layout import (
     DATASET,
     DATASET_DICT,
     DICT_FILE,
+    DICT_KINDS,
     INFO_FILE,
     MANIFEST_FILE,
     STATE_FILE,
@@ -48,6 +51,7 @@ from ds_assets.storage.reader import (
 from ds_assets.storage.save import SaveResult, write_layout
 
 _VERSION_MARK = "v-"
+_PINS = ".pins"
 _MISSING = ("NoSuchKey", "404", "NotFound")
 _DENIED = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "Forbidden")
 
@@ -157,12 +161,113 @@ class S3Store(DatasetStore):
             raise
         finally:
             shutil.rmtree(spool, ignore_errors=True)
-        # Keep the version just replaced (a reader may have read its manifest a moment ago);
-        # delete the one before it. Only committed versions are deleted, never a prefix that
-        # a concurrent writer may still be filling.
-        if previous is not None and previous.previous not in (None, version):
-            self._delete_prefix(self.object_key(key, _VERSION_MARK + previous.previous) + "/")
+        self._retire_before(key, previous, version)
         return result
+
+    def _retire_before(self, key: tuple[str, ...], previous: Manifest | None, version: str) -> None:
+        """Keep the version just replaced (a reader may have read its manifest a moment ago);
+        retire the one before it. Only committed versions are retired, never a prefix that a
+        concurrent writer may still be filling."""
+        if previous is not None and previous.previous not in (None, version):
+            self._retire(self.object_key(key), previous.previous)
+
+    def _retire(self, root: str, version: str) -> None:
+        """Delete version `version` of the key at `root`, unless a linked save still reuses it
+        (then the release of its last pin deletes it)."""
+        if self._any(f"{root}/{_PINS}/{_VERSION_MARK}{version}/"):
+            return
+        prefix = f"{root}/{_VERSION_MARK}{version}"
+        document = self._get_json(f"{prefix}/{MANIFEST_FILE}") or {}
+        self._delete_prefix(prefix + "/")
+        source = document.get("source") or {}
+        if "pin" in source:
+            self._release(source)
+
+    def _release(self, source: dict) -> None:
+        """Drop a linked version's pin; its owner's version goes too once nothing needs it."""
+        pin = source["pin"]
+        self._call("a delete", pin, self.client.delete_object, Key=pin)
+        root, version = source["owner"], source["owner_version"]
+        current = self._get_json(f"{root}/{MANIFEST_FILE}") or {}
+        if version not in (current.get("version"), current.get("previous")):
+            self._retire(root, version)
+
+    def _any(self, prefix: str) -> bool:
+        response = self._call(
+            "a listing", prefix, self.client.list_objects_v2, Prefix=prefix, MaxKeys=1
+        )
+        return response.get("KeyCount", 0) > 0
+
+    # -- linking ------------------------------------------------------------------------------
+    def _save_linked(
+        self,
+        key: tuple[str, ...],
+        upstream: tuple[str, ...],
+        split: str | None,
+        repeat: int,
+        linked: Manifest,
+    ) -> None:
+        """Write a version holding only JSON documents; its shards stay where `upstream`'s are.
+
+        The version whose shards are reused gets a pin object
+        (`<owner>/.pins/v-<version>/<hash>.json`) that keeps later saves of the owner from
+        deleting it; retiring the linked version removes the pin.
+        """
+        self._call("access to the bucket", self.object_key(key), self.client.head_bucket)
+        located = self._require(upstream)
+        if split is not None:
+            located = located.split(split)
+        if located.owner is None:
+            owner_dataset = self.object_key(upstream, *([split] if split else []))
+            located = dataclasses.replace(
+                located, owner=(self.object_key(upstream), located.version, owner_dataset)
+            )
+        owner, owner_version, owner_dataset = located.owner
+        previous = self.manifest(key)
+        version_prefix = self.object_key(key, _VERSION_MARK + linked.version)
+        digest = hashlib.sha256(f"s3://{self.bucket}/{version_prefix}".encode()).hexdigest()
+        pin = f"{owner}/{_PINS}/{_VERSION_MARK}{owner_version}/{digest[:32]}.json"
+        linked.previous = previous.version if previous else None
+        linked.source = {
+            **(linked.source or {}),
+            "data": located.data,
+            "owner": owner,
+            "owner_version": owner_version,
+            "owner_dataset": owner_dataset,
+            "pin": pin,
+        }
+        try:
+            self._put_json(pin, {"pinned_by": f"s3://{self.bucket}/{version_prefix}"})
+            if not self._any(located.data + "/"):
+                raise NotStoredError(
+                    f"s3://{self.bucket}/{located.data}: the version to reuse was deleted by a "
+                    f"newer save of {self.uri(upstream)} while linking; materialize again"
+                )
+            self._copy_documents(located.prefix, version_prefix, linked, repeat)
+            self._put_json(posixpath.join(version_prefix, MANIFEST_FILE), linked.to_json())
+            self._put_json(self.object_key(key, MANIFEST_FILE), linked.to_json())
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._delete_prefix(version_prefix + "/")
+                self.client.delete_object(Bucket=self.bucket, Key=pin)
+            raise
+        self._retire_before(key, previous, linked.version)
+
+    def _copy_documents(self, source: str, target: str, linked: Manifest, repeat: int) -> None:
+        """Copy the layout's JSON documents, each shard listed `repeat` times in `state.json`."""
+        folders = [""]
+        if linked.kind in DICT_KINDS:
+            folders = list(linked.splits)
+            self._put_json(f"{target}/{DICT_FILE}", {"splits": folders})
+        for folder in folders:
+            for name in (STATE_FILE, INFO_FILE):
+                path = posixpath.join(source, folder, name)
+                document = self._get_json(path)
+                if document is None:
+                    raise NotStoredError(f"s3://{self.bucket}/{path}: not found")
+                if name == STATE_FILE:
+                    document["_data_files"] = document["_data_files"] * repeat
+                self._put_json(posixpath.join(target, folder, name), document)
 
     # -- reading ------------------------------------------------------------------------------
     def manifest(self, key: Sequence[str]) -> Manifest | None:
@@ -174,31 +279,31 @@ class S3Store(DatasetStore):
             else Manifest.from_json(document, f"s3://{self.bucket}/{object_key}")
         )
 
-    def _resolve(self, key: tuple[str, ...]) -> tuple[str, str, str] | None:
-        """(kind, version, prefix holding the layout) of `key`, or None if nothing is there."""
+    def _resolve(self, key: tuple[str, ...]) -> _Located | None:
+        """Where the stored version of `key` lives, or None if nothing is there."""
         manifest = self.manifest(key)
         if manifest is not None:
-            return (
-                manifest.kind,
-                manifest.version,
-                self.object_key(key, _VERSION_MARK + manifest.version),
-            )
+            prefix = self.object_key(key, _VERSION_MARK + manifest.version)
+            source = manifest.source or {}
+            if "data" not in source:
+                return _Located(manifest.kind, manifest.version, prefix, prefix)
+            owner = (source["owner"], source["owner_version"], source["owner_dataset"])
+            return _Located(manifest.kind, manifest.version, prefix, source["data"], owner)
         root = self.object_key(key)
         for name, kind in ((STATE_FILE, DATASET), (DICT_FILE, DATASET_DICT)):
             with contextlib.suppress(NotStoredError):
                 head = self._call(
                     "a read", f"{root}/{name}", self.client.head_object, Key=f"{root}/{name}"
                 )
-                return kind, "e-" + head["ETag"].strip('"'), root
+                return _Located(kind, "e-" + head["ETag"].strip('"'), root, root)
         return None
 
     def stored_kind(self, key: Sequence[str]) -> str | None:
         resolved = self._resolve(self.check_key(key))
-        return resolved[0] if resolved else None
+        return resolved.kind if resolved else None
 
     def _split_names(self, key):
-        _, _, prefix = self._require(key)
-        document = self._get_json(f"{prefix}/{DICT_FILE}") or {}
+        document = self._get_json(f"{self._require(key).prefix}/{DICT_FILE}") or {}
         return list(document.get("splits", []))
 
     def _require(self, key):
@@ -207,47 +312,69 @@ class S3Store(DatasetStore):
             raise NotStoredError(f"{self.uri(key)}: nothing stored here")
         return resolved
 
-    def _locate_split(self, key: tuple[str, ...]) -> tuple[str, str]:
-        """(version, layout prefix) of a dataset, also when it is a split inside a stored dict."""
+    def _locate_split(self, key: tuple[str, ...]) -> _Located:
+        """Where a dataset lives, also when it is a split inside a stored dict."""
         resolved = self._resolve(key)
         if resolved is not None:
-            return resolved[1], resolved[2]
+            return resolved
         parent = self._resolve(key[:-1]) if len(key) > 1 else None
-        if parent is None or parent[0] not in (DATASET_DICT, "IterableDatasetDict"):
+        if parent is None or parent.kind not in DICT_KINDS:
             raise NotStoredError(f"{self.uri(key)}: nothing stored here")
-        return parent[1], f"{parent[2]}/{key[-1]}"
+        return parent.split(key[-1])
+
+    def _cache_folder(self, dataset_object_key: str) -> str:
+        return os.path.join(self.cache_dir, "s3", self.bucket, *dataset_object_key.split("/"))
 
     def _open(self, key, streaming):
-        version, prefix = self._locate_split(key)
+        located = self._locate_split(key)
         if streaming:
-            return self._stream(prefix)
-        local = os.path.join(self.cache_dir, "s3", self.bucket, *self.object_key(key).split("/"))
-        folder = os.path.join(local, version)
+            return self._stream(located)
+        local = self._cache_folder(self.object_key(key))
+        folder = os.path.join(local, located.version)
         if not os.path.isfile(os.path.join(folder, STATE_FILE)):
-            self._download(prefix, folder)
-            prune_stale_versions(local, keep=version)
+            self._download(located, folder)
+            prune_stale_versions(local, keep=located.version)
         return open_dataset(folder, os.path.join(self.cache_dir, "views"))
 
-    def _download(self, prefix: str, folder: str) -> None:
-        state = self._get_json(f"{prefix}/{STATE_FILE}")
+    def _download(self, located: _Located, folder: str) -> None:
+        """Fetch one version into `folder`: its JSON documents, and each shard once (hard-linked
+        from the cached data owner's copy when a linked version's owner is already cached)."""
+        state = self._get_json(f"{located.prefix}/{STATE_FILE}")
         if state is None:
-            raise NotStoredError(f"s3://{self.bucket}/{prefix}/{STATE_FILE}: not found")
-        names = [entry["filename"] for entry in state["_data_files"]] + [STATE_FILE, INFO_FILE]
+            raise NotStoredError(f"s3://{self.bucket}/{located.prefix}/{STATE_FILE}: not found")
+        shards = list(dict.fromkeys(entry["filename"] for entry in state["_data_files"]))
+        owner_copy = self._owner_cache(located)
         with atomic_directory(folder) as temp:
-            for name in names:
+            for name in [*shards, STATE_FILE, INFO_FILE]:
                 if os.path.basename(name) != name or name.startswith("."):
-                    raise ValueError(f"s3://{self.bucket}/{prefix}/{STATE_FILE}: bad file {name!r}")
+                    raise ValueError(
+                        f"s3://{self.bucket}/{located.prefix}/{STATE_FILE}: bad file {name!r}"
+                    )
+                prefix = located.data if name in shards else located.prefix
+                cached = os.path.join(owner_copy, name) if owner_copy else None
+                if cached and name in shards and os.path.isfile(cached):
+                    with contextlib.suppress(OSError):
+                        os.link(cached, os.path.join(temp, name))
+                        continue
                 with self._errors("a download", f"{prefix}/{name}"):
                     self.client.download_file(
                         self.bucket, f"{prefix}/{name}", os.path.join(temp, name)
                     )
 
-    def _stream(self, prefix: str):
+    def _owner_cache(self, located: _Located) -> str | None:
+        """The cache folder of the version whose shards a linked version reuses, if any."""
+        if located.owner is None:
+            return None
+        _, owner_version, owner_dataset = located.owner
+        return os.path.join(self._cache_folder(owner_dataset), owner_version)
+
+    def _stream(self, located: _Located):
+        prefix = located.prefix
         state = self._get_json(f"{prefix}/{STATE_FILE}")
         info = self._get_json(f"{prefix}/{INFO_FILE}")
         if state is None or info is None:
             raise NotStoredError(f"s3://{self.bucket}/{prefix}: no {STATE_FILE}/{INFO_FILE}")
-        sources = [f"{prefix}/{entry['filename']}" for entry in state["_data_files"]]
+        sources = [f"{located.data}/{entry['filename']}" for entry in state["_data_files"]]
         return stream_arrow_files(
             sources,
             _S3Opener(self.client, self.bucket),
@@ -267,6 +394,25 @@ class S3Store(DatasetStore):
         splits = [s for s in splits if self.manifest((*self.check_key(key), s)) is not None]
         self._put_json(base + DICT_FILE, {"splits": splits})
         return splits
+
+
+@dataclasses.dataclass(frozen=True)
+class _Located:
+    """Where one stored version lives: its JSON documents under `prefix`, its shards under
+    `data`: the same prefix, or for a linked version the one it reuses, whose owner is named
+    by `owner` = (owner's key, owner's version, object key of the dataset inside the owner)."""
+
+    kind: str
+    version: str
+    prefix: str
+    data: str
+    owner: tuple[str, str, str] | None = None
+
+    def split(self, name: str) -> _Located:
+        owner = (*self.owner[:2], f"{self.owner[2]}/{name}") if self.owner else None
+        return _Located(
+            DATASET, self.version, f"{self.prefix}/{name}", f"{self.data}/{name}", owner
+        )
 
 
 class _S3Opener:
