@@ -426,3 +426,34 @@ def test_concatenate_streams_equals_datasets(env):
         [first.to_iterable_dataset(num_shards=2), second.to_iterable_dataset()]
     )
     assert stored(env, "both")["id"][:] == [r["id"] for r in expected]
+
+
+def test_every_factory_passes_the_usual_asset_options():
+    from dagster import AutomationCondition, StaticPartitionsDefinition
+
+    from ds_assets import lazy_transform_asset
+    from tests.transforms_for_tests import shout
+
+    partitions = StaticPartitionsDefinition(["a"])
+    options = dict(
+        key_prefix=["team"], group_name="curated", description="in my words", tags={"tier": "1"},
+        owners=["team:ml"], partitions_def=partitions,
+        automation_condition=AutomationCondition.eager(),
+    )  # fmt: skip
+    definitions = [
+        split_assets("s", "raw", **options),
+        map_asset("m", "raw", lambda row: row, **options),
+        filter_asset("f", "raw", lambda row: True, **options),
+        interleave_asset("i", ["a", "b"], **options),
+        concatenate_asset("c", ["a", "b"], **options),
+        repeat_asset("r", "raw", 2, **options),
+        lazy_transform_asset("l", "raw", shout, **options),
+    ]
+    specs = [spec for definition in definitions for spec in definition.specs]
+    assert len(specs) == 8
+    for spec in specs:
+        assert spec.key.path[0] == "team"
+        assert spec.group_name == "curated" and spec.description.startswith("in my words")
+        assert spec.tags["tier"] == "1" and spec.owners == ["team:ml"]
+        assert spec.partitions_def == partitions and spec.automation_condition is not None
+    assert all(dep.asset_key.path[0] != "team" for spec in specs for dep in spec.deps)

@@ -132,7 +132,9 @@ def split_assets(
     description = asset_options.pop("description", None) or describe("split", arguments)
     metadata = {**asset_options.pop("metadata", {}), SPLIT_METADATA_KEY: True}
     shared = {
-        k: asset_options.pop(k) for k in ("group_name", "tags", "owners") if k in asset_options
+        k: asset_options.pop(k)
+        for k in ("group_name", "tags", "owners", "automation_condition")
+        if k in asset_options
     }
     group_name = shared.pop("group_name", None)
     outs = {
