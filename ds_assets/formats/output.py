@@ -1,0 +1,88 @@
+"""Turn a reader's generator of Arrow tables into a `Dataset` or an `IterableDataset`.
+
+Every reader in `ds_assets.formats` yields Arrow tables (or record batches) that follow one
+`Features`; this module is the one place that makes `datasets` objects of them, so all readers
+behave alike: memory is bounded by one batch, map-style results are memory-mapped from an Arrow
+file in the cache (`$DS_ASSETS_CACHE/formats/`), streams restart from the source on every pass.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pyarrow as pa
+from datasets import Dataset, DatasetInfo, Features, IterableDataset
+from datasets.iterable_dataset import ArrowExamplesIterable
+
+from ds_assets.storage.layout import schema_metadata
+from ds_assets.storage.reader import default_cache_dir
+
+TableGenerator = Callable[..., Iterator[pa.Table | pa.RecordBatch]]
+
+
+def conform(batch: pa.Table | pa.RecordBatch, schema: pa.Schema) -> pa.Table:
+    """`batch` as a table of exactly `schema` (same columns in order, types cast where needed).
+
+    >>> conform(pa.table({"b": [1], "a": ["x"]}), pa.schema({"a": pa.string(), "b": pa.int64()}))
+    pyarrow.Table
+    a: string
+    b: int64
+    ----
+    a: [["x"]]
+    b: [[1]]
+    """
+    table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+    if table.schema.remove_metadata() == schema.remove_metadata():
+        return table.replace_schema_metadata(schema.metadata)
+    missing = [name for name in schema.names if name not in table.column_names]
+    for name in missing:
+        table = table.append_column(name, pa.nulls(table.num_rows, schema.field(name).type))
+    return table.select(schema.names).cast(schema)
+
+
+def to_dataset(
+    generate: TableGenerator,
+    kwargs: Mapping[str, Any],
+    features: Features,
+    *,
+    streaming: bool = False,
+    description: str = "",
+    cache_dir: str | None = None,
+) -> Dataset | IterableDataset:
+    """A `Dataset` (written once to an Arrow file, then memory-mapped) or an `IterableDataset`
+    (calling `generate(**kwargs)` anew on every pass) of the tables `generate` yields.
+
+    >>> def numbers(stop):
+    ...     yield pa.table({"n": list(range(stop))})
+    >>> from datasets import Value
+    >>> to_dataset(numbers, {"stop": 3}, Features({"n": Value("int64")}))["n"][:]
+    [0, 1, 2]
+    >>> [row["n"] for row in to_dataset(numbers, {"stop": 2}, Features({"n": Value("int64")}),
+    ...                                   streaming=True)]
+    [0, 1]
+    """
+    info = DatasetInfo(features=features, description=description)
+    schema = features.arrow_schema
+    if streaming:
+
+        def tables() -> Iterator[tuple[str, pa.Table]]:
+            for number, batch in enumerate(generate(**kwargs)):
+                yield str(number), conform(batch, schema)
+
+        return IterableDataset(ArrowExamplesIterable(tables, {}), info=info)
+    folder = os.path.join(cache_dir or default_cache_dir(), "formats")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{uuid.uuid4().hex}.arrow")
+    schema = schema.with_metadata(schema_metadata(features))
+    try:
+        with pa.OSFile(path, "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+            for batch in generate(**kwargs):
+                writer.write_table(conform(batch, schema))
+    except BaseException:
+        if os.path.exists(path):
+            os.remove(path)
+        raise
+    return Dataset.from_file(path, info=info)
