@@ -16,6 +16,13 @@ _FACTORIES = {
     "repeat_asset": "ds_assets.assets",
     "split_assets": "ds_assets.assets",
     "DatasetOpError": "ds_assets.assets",
+    "file_source": "ds_assets.assets",
+    "hdf5_source": "ds_assets.assets",
+    "sql_source": "ds_assets.assets",
+    "webdataset_source": "ds_assets.assets",
+    "xml_source": "ds_assets.assets",
+    "new_files_sensor": "ds_assets.sensors",
+    "new_rows_sensor": "ds_assets.sensors",
 }
 
 __all__ = sorted(_FACTORIES)

@@ -6,5 +6,6 @@
 """
 
 from resources.io_managers import DatasetIOManager, DatasetTypeError, S3DatasetIOManager
+from resources.sql import SQLResource
 
-__all__ = ["DatasetIOManager", "DatasetTypeError", "S3DatasetIOManager"]
+__all__ = ["DatasetIOManager", "DatasetTypeError", "S3DatasetIOManager", "SQLResource"]

@@ -1,0 +1,161 @@
+"""Listing the files of a source location (a local folder or an S3 prefix), oldest name first.
+
+Sensors pick up new files by name: `list_files(location, pattern, after=name)` returns only the
+names that sort after `after`, so on S3 a listing starts there (`StartAfter`) and costs time in
+proportion to the new files. A local folder is read with one `os.scandir` per directory level
+and only names after `after` are `stat`-ed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file: its name relative to the location (with `/`), size and modification stamp."""
+
+    name: str
+    size: int
+    stamp: str
+
+
+def s3_client_of(resource: Any) -> Any:
+    """A boto3 client from what a Dagster context holds under an S3 resource key: dagster-aws's
+    `S3Resource` puts the client itself there; other resources offer `get_client()`."""
+    return resource.get_client() if hasattr(resource, "get_client") else resource
+
+
+def is_s3(location: str) -> bool:
+    return location.startswith("s3://")
+
+
+def split_s3(location: str) -> tuple[str, str]:
+    """(bucket, prefix ending in `/` or empty) of an `s3://bucket/prefix` location.
+
+    >>> split_s3("s3://ml/raw/xml")
+    ('ml', 'raw/xml/')
+    """
+    bucket, _, prefix = location[len("s3://") :].partition("/")
+    if not bucket:
+        raise ValueError(f"{location!r}: expected s3://bucket/prefix")
+    prefix = prefix.strip("/")
+    return bucket, prefix + "/" if prefix else ""
+
+
+def check_name(location: str, name: str) -> str:
+    """`name` if it stays inside `location` (no absolute path, no `..`, no empty part)."""
+    parts = name.split("/")
+    if name.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"{location}: file name {name!r} leaves the source location")
+    return name
+
+
+def list_files(
+    location: str,
+    pattern: str = "*",
+    *,
+    after: str | None = None,
+    limit: int | None = None,
+    s3_client: Any = None,
+) -> Iterator[FileEntry]:
+    """The files under `location` whose relative name matches `pattern` (fnmatch, `*` also
+    crosses `/`), in name order, only those sorting after `after`, at most `limit`.
+
+    >>> import pathlib, tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in ("a.xml", "b.xml", "c.txt"):
+    ...     _ = (folder / name).write_text("<r/>")
+    >>> [entry.name for entry in list_files(str(folder), "*.xml", after="a.xml")]
+    ['b.xml']
+    """
+    if is_s3(location):
+        entries = _list_s3(location, after, s3_client)
+    else:
+        entries = _list_local(os.path.abspath(location), "", after)
+    count = 0
+    for entry in entries:
+        if limit is not None and count >= limit:
+            return
+        if fnmatch.fnmatchcase(entry.name, pattern):
+            count += 1
+            yield entry
+
+
+def _list_local(root: str, relative: str, after: str | None) -> Iterator[FileEntry]:
+    directory = os.path.join(root, relative) if relative else root
+    with os.scandir(directory) as scan:
+        names = sorted(
+            (entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name, entry)
+            for entry in scan
+            if not entry.name.startswith(".")
+        )
+    for name, entry in names:
+        full = relative + name
+        if name.endswith("/"):
+            # a directory can hold names after `after` if it is a prefix of `after` or sorts later
+            if after is None or full > after or after.startswith(full):
+                yield from _list_local(root, full, after)
+        elif (after is None or full > after) and entry.is_file(follow_symlinks=False):
+            stat = entry.stat(follow_symlinks=False)
+            yield FileEntry(full, stat.st_size, str(stat.st_mtime_ns))
+
+
+def _list_s3(location: str, after: str | None, client: Any) -> Iterator[FileEntry]:
+    bucket, prefix = split_s3(location)
+    kwargs = {"Bucket": bucket, "Prefix": prefix}
+    if after:
+        kwargs["StartAfter"] = prefix + after
+    for page in client.get_paginator("list_objects_v2").paginate(**kwargs):
+        for item in page.get("Contents", []):
+            name = item["Key"][len(prefix) :]
+            if name and not name.endswith("/") and not name.startswith("."):
+                yield FileEntry(name, item["Size"], item.get("ETag", "").strip('"'))
+
+
+@contextlib.contextmanager
+def local_copy(location: str, name: str, s3_client: Any = None) -> Iterator[str]:
+    """A local path of file `name` under `location`: the file itself, or for S3 a temporary
+    download deleted on exit.
+
+    >>> import pathlib, tempfile
+    >>> folder = tempfile.mkdtemp(); _ = (pathlib.Path(folder) / "a.xml").write_text("<r/>")
+    >>> with local_copy(folder, "a.xml") as path:
+    ...     open(path).read()
+    '<r/>'
+    """
+    check_name(location, name)
+    if not is_s3(location):
+        path = os.path.join(os.path.abspath(location), *name.split("/"))
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: no such file in source location {location}")
+        yield path
+        return
+    bucket, prefix = split_s3(location)
+    folder = tempfile.mkdtemp(prefix="ds-assets-source-")
+    try:
+        path = os.path.join(folder, os.path.basename(name))
+        s3_client.download_file(bucket, prefix + name, path)
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def url_of(location: str, name: str) -> str:
+    """The path or `s3://` URL of file `name` under `location`.
+
+    >>> url_of("s3://ml/shards", "a/000.tar")
+    's3://ml/shards/a/000.tar'
+    """
+    check_name(location, name)
+    if is_s3(location):
+        bucket, prefix = split_s3(location)
+        return f"s3://{bucket}/{prefix}{name}"
+    return os.path.join(os.path.abspath(location), *name.split("/"))

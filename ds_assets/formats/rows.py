@@ -1,0 +1,76 @@
+"""Partition keys for ranges of rows `(low, high]` of a cursor column, and back.
+
+A key holds both bounds, so it alone says which rows a partition is: re-materializing an old
+partition reads the same rows. Bounds keep their type through the key: integers, decimals,
+dates and timestamps (ISO 8601, with their time zone).
+
+>>> range_key(None, 100), range_key(100, 250)
+('..100', '100..250')
+>>> parse_range_key("100..250")
+(100, 250)
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import re
+from typing import Any
+
+_INTEGER = re.compile(r"^-?\d+$")
+_DECIMAL = re.compile(r"^-?\d+\.\d+$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def format_bound(value: Any) -> str:
+    """A bound as text that `parse_bound` turns back into the same value.
+
+    >>> format_bound(datetime.datetime(2026, 1, 2, 3, 4, tzinfo=datetime.timezone.utc))
+    '2026-01-02T03:04:00+00:00'
+    """
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"cursor value {value!r}: expected a number, date or timestamp")
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    if isinstance(value, (int, decimal.Decimal)):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    raise ValueError(
+        f"cursor value {value!r} ({type(value).__name__}): expected a number, date or timestamp"
+    )
+
+
+def parse_bound(text: str) -> Any:
+    """The value `format_bound` wrote.
+
+    >>> parse_bound("2026-01-02"), parse_bound("1.50")
+    (datetime.date(2026, 1, 2), Decimal('1.50'))
+    """
+    if _INTEGER.match(text):
+        return int(text)
+    if _DECIMAL.match(text):
+        return decimal.Decimal(text)
+    if _DATE.match(text):
+        return datetime.date.fromisoformat(text)
+    try:
+        return datetime.datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"cursor bound {text!r}: expected a number, date or timestamp") from None
+
+
+def range_key(low: Any, high: Any) -> str:
+    """The partition key of rows with `low < cursor <= high` (`low` None: no lower bound)."""
+    return f"{'' if low is None else format_bound(low)}..{format_bound(high)}"
+
+
+def parse_range_key(key: str) -> tuple[Any, Any]:
+    """(low or None, high) of a key made by `range_key`."""
+    low, separator, high = key.partition("..")
+    if not separator or not high:
+        raise ValueError(f"partition key {key!r}: expected '<low>..<high>' or '..<high>'")
+    return (parse_bound(low) if low else None), parse_bound(high)
