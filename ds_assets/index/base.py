@@ -1,0 +1,162 @@
+"""What every index shares: the search API, vectors and texts streamed from a dataset, the
+embedder named by import path.
+
+The API follows `datasets`' `Dataset.search` / `get_nearest_examples`: `search(query, k)` gives
+`(scores, indices)`, best first, indices being row positions in the indexed dataset version;
+`search_batch(queries, k)` gives lists of those; `nearest_examples(query, k)` gives the scores
+and the rows themselves (a dict of columns, like `get_nearest_examples`). Scores are the
+engine's own (FAISS L2: distances, smaller is better; inner product, cosine, BM25: larger is
+better); the order is always best first.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from datasets import Dataset
+
+from ds_assets.ops.lazy import import_path, resolve
+
+Embedder = Callable[[list[str]], np.ndarray]
+
+
+class SearchIndexError(ValueError):
+    """An index cannot be built or queried as asked (the message names column, row or value)."""
+
+
+def embedder_path(embed: str | Callable | None) -> str | None:
+    """The `"module:function"` of an embedder (stored in manifests), or None."""
+    return None if embed is None else import_path(embed)
+
+
+def load_embedder(embed: str | Callable | None) -> Embedder | None:
+    """The embedder itself, from a callable or its import path."""
+    if embed is None or callable(embed):
+        return embed
+    return resolve(embed)
+
+
+def embed_texts(embed: Embedder, texts: Sequence[str], where: str) -> np.ndarray:
+    """`embed(texts)` checked: a float32 C-contiguous matrix with one row per text."""
+    matrix = np.ascontiguousarray(np.asarray(embed(list(texts)), dtype=np.float32))
+    if matrix.ndim != 2 or matrix.shape[0] != len(texts):
+        raise SearchIndexError(
+            f"{where}: the embedder returned shape {matrix.shape} for {len(texts)} texts; "
+            "expected (number of texts, dimension)"
+        )
+    return matrix
+
+
+def vector_batches(
+    dataset: Dataset,
+    column: str,
+    *,
+    embed: Embedder | None = None,
+    batch_size: int = 10_000,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, float32 matrix) per batch of `column`: vectors read from Arrow without a
+    copy of the whole column, or texts embedded batch by batch.
+
+    >>> ds = Dataset.from_dict({"v": [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]})
+    >>> [(start, m.shape) for start, m in vector_batches(ds, "v", batch_size=2)]
+    [(0, (2, 2)), (2, (1, 2))]
+    """
+    if column not in dataset.column_names:
+        raise SearchIndexError(f"column {column!r} is not in the dataset {dataset.column_names}")
+    start = 0
+    for table in dataset.with_format("arrow").iter(batch_size=batch_size):
+        values = table.column(column)
+        where = f"column {column!r}, rows {start}..{start + len(values) - 1}"
+        if embed is not None:
+            texts = values.to_pylist()  # one batch of strings, which the embedder needs
+            if any(text is None for text in texts):
+                row = start + texts.index(None)
+                raise SearchIndexError(f"column {column!r}, row {row}: null text to embed")
+            matrix = embed_texts(embed, texts, where)
+        else:
+            matrix = _matrix(values, where)
+        yield start, matrix
+        start += len(values)
+
+
+_LIST_TYPES = (pa.types.is_list, pa.types.is_large_list, pa.types.is_fixed_size_list)
+
+
+def _matrix(values: pa.ChunkedArray, where: str) -> np.ndarray:
+    array = values.combine_chunks()
+    if not any(is_type(array.type) for is_type in _LIST_TYPES):
+        raise SearchIndexError(f"{where}: expected a list of numbers per row, got {array.type}")
+    if array.null_count:
+        raise SearchIndexError(f"{where}: {array.null_count} rows have no vector")
+    lengths = np.unique(pc.list_value_length(array).to_numpy(zero_copy_only=False))
+    if len(lengths) > 1:
+        raise SearchIndexError(f"{where}: vectors of different lengths {lengths.tolist()}")
+    dimension = int(lengths[0]) if len(lengths) else 0
+    flat = array.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    return np.ascontiguousarray(flat.reshape(len(array), dimension))
+
+
+class SearchIndex(ABC):
+    """A built index, ready to query. `dataset` is the indexed dataset version (rows for
+    `nearest_examples`); `embed` turns text queries into vectors for vector indexes."""
+
+    engine: ClassVar[str]
+    text_queries: ClassVar[bool] = False  # full-text engines take strings as they are
+
+    def __init__(self, dataset: Dataset | None = None, embed: str | Callable | None = None):
+        self.dataset = dataset
+        self.embed = load_embedder(embed)
+
+    @abstractmethod
+    def count(self) -> int:
+        """Number of vectors / documents in the index."""
+
+    @abstractmethod
+    def _search_batch(
+        self, queries: Any, k: int, filter: Any
+    ) -> tuple[list[list[float]], list[list[int]]]:
+        """Engine part of `search_batch`: queries are a float32 matrix (vector engines) or a
+        list of strings (full-text engines)."""
+
+    def search(self, query: Any, k: int = 10, filter: Any = None) -> tuple[list[float], list[int]]:
+        """(scores, row indices) of the `k` best matches, best first."""
+        scores, indices = self.search_batch([query], k, filter)
+        return scores[0], indices[0]
+
+    def search_batch(
+        self, queries: Sequence[Any], k: int = 10, filter: Any = None
+    ) -> tuple[list[list[float]], list[list[int]]]:
+        """`search` for many queries at once (one engine call where the engine allows)."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise SearchIndexError(f"k must be a positive integer, got {k!r}")
+        return self._search_batch(self._prepare(queries), k, filter)
+
+    def nearest_examples(
+        self, query: Any, k: int = 10, filter: Any = None
+    ) -> tuple[list[float], dict[str, list]]:
+        """(scores, rows as a dict of columns) of the `k` best matches, best first."""
+        if self.dataset is None:
+            raise SearchIndexError(f"this {self.engine} index was opened without its dataset")
+        scores, indices = self.search(query, k, filter)
+        return scores, self.dataset.select(indices)[:] if indices else {}
+
+    def _prepare(self, queries: Sequence[Any]) -> Any:
+        if self.text_queries:
+            if not all(isinstance(q, str) for q in queries):
+                raise SearchIndexError(f"{self.engine} queries are strings")
+            return list(queries)
+        if len(queries) and all(isinstance(q, str) for q in queries):
+            if self.embed is None:
+                raise SearchIndexError(
+                    f"text queries need an embedder; this {self.engine} index has none"
+                )
+            return embed_texts(self.embed, list(queries), "queries")
+        matrix = np.asarray(queries, dtype=np.float32)
+        if matrix.ndim != 2:
+            raise SearchIndexError(f"queries must be vectors of one length, got {matrix.shape}")
+        return np.ascontiguousarray(matrix)
