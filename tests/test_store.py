@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pathlib
 
 import datasets
 import pytest
@@ -239,3 +240,27 @@ def test_linking_an_unstored_upstream_or_split_names_it(store):
     store.save(("pair",), DatasetDict(train=table_dataset(1)))
     with pytest.raises(KeyError, match=r"has splits \['train'\], not 'dev'"):
         store.save_linked(("x",), ("pair",), split="dev")
+
+
+def test_bundle_keeps_index_files_with_the_indexed_dataset_version(store, tmp_path):
+    store.save(("docs",), table_dataset(3))
+    built = tmp_path / "built"
+    (built / "sub").mkdir(parents=True)
+    (built / "index.bin").write_bytes(b"\x00\x01")
+    (built / "sub" / "meta.json").write_text("{}")
+    manifest = store.save_bundle(("docs_index",), str(built), ("docs",), {"engine": "demo"})
+    store.save(("docs",), table_dataset(5))  # the upstream moves on, twice
+    store.save(("docs",), table_dataset(6))
+    loaded, folder, dataset = store.load_bundle(("docs_index",))
+    assert loaded.index == {"engine": "demo"} and loaded.num_rows == 3
+    assert loaded.source["version"] == manifest.source["version"]
+    assert pathlib.Path(folder, "index.bin").read_bytes() == b"\x00\x01"
+    assert os.path.isfile(os.path.join(folder, "sub", "meta.json"))
+    assert dataset["id"][:] == [0, 1, 2]  # the indexed version, not the newest
+    with pytest.raises(TypeError, match="holds a search index"):
+        store.load(("docs_index",))
+
+
+def test_bundle_of_an_unstored_dataset_names_it(store, tmp_path):
+    with pytest.raises(NotStoredError, match="missing: no Dataset stored by ds-assets to index"):
+        store.save_bundle(("i",), str(tmp_path), ("missing",), {})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 
@@ -16,6 +17,7 @@ from ds_assets.storage.layout import (
     DATASET,
     DATASET_DICT,
     DICT_KINDS,
+    INDEX,
     ITERABLE_DATASET,
     ITERABLE_DATASET_DICT,
     Manifest,
@@ -154,6 +156,63 @@ class DatasetStore(ABC):
     ) -> None:
         """Backend part of `save_linked`: write `linked` and the layout reusing the shards."""
 
+    def save_bundle(self, key: Sequence[str], files: str, dataset: Sequence[str], index: dict):
+        """Store the folder `files` (a search index) at `key`, atomically, together with a
+        linked copy of the version of `dataset` it indexes (no data copied), so the rows a
+        search returns can always be read back from the very version that was indexed.
+
+        >>> import os, tempfile
+        >>> from ds_assets.storage import LocalStore
+        >>> store, built = LocalStore(tempfile.mkdtemp()), tempfile.mkdtemp()
+        >>> _ = store.save(("docs",), Dataset.from_dict({"text": ["a", "b"]}))
+        >>> _ = open(os.path.join(built, "index.bin"), "wb").write(b"...")
+        >>> store.save_bundle(("docs_index",), built, ("docs",), {"engine": "demo"}).num_rows
+        2
+        """
+        key, dataset = self.check_key(key), self.check_key(dataset)
+        upstream = self.manifest(dataset)
+        if upstream is None or upstream.kind != DATASET:
+            raise NotStoredError(
+                f"{self.uri(dataset)}: no Dataset stored by ds-assets to index; materialize it"
+            )
+        size = sum(
+            os.path.getsize(os.path.join(folder, name))
+            for folder, _, names in os.walk(files)
+            for name in names
+        )
+        manifest = Manifest(
+            kind=INDEX,
+            version=new_version(),
+            num_rows=upstream.num_rows,
+            num_bytes=size,
+            num_shards=upstream.num_shards,
+            transforms=list(upstream.transforms),
+            source={"path": self.uri(dataset), "version": upstream.version, "split": None},
+            index=dict(index),
+        )
+        self._save_bundle(key, files, dataset, manifest)
+        return manifest
+
+    @abstractmethod
+    def _save_bundle(
+        self, key: tuple[str, ...], files: str, dataset: tuple[str, ...], manifest: Manifest
+    ) -> None:
+        """Backend part of `save_bundle`."""
+
+    def load_bundle(self, key: Sequence[str]) -> tuple[Manifest, str, Dataset]:
+        """(manifest, local folder of the index files, the indexed dataset version)."""
+        key = self.check_key(key)
+        manifest = self.manifest(key)
+        if manifest is None or manifest.kind != INDEX:
+            raise NotStoredError(f"{self.uri(key)}: no search index stored here")
+        with quiet_progress():
+            folder, dataset = self._open_bundle(key, manifest)
+        return manifest, folder, apply_transforms(dataset, manifest.transforms)
+
+    @abstractmethod
+    def _open_bundle(self, key: tuple[str, ...], manifest: Manifest) -> tuple[str, Dataset]:
+        """Backend part of `load_bundle`."""
+
     def _preview(self, key: tuple[str, ...]) -> tuple[Features, pa.Table]:
         """Features and first rows of what is stored at `key` (for the metadata)."""
         kind = DATASET_DICT if self.stored_kind(key) in DICT_KINDS else DATASET
@@ -175,6 +234,8 @@ class DatasetStore(ABC):
         stored = manifest.kind if manifest else self.stored_kind(key)
         if stored is None:
             raise NotStoredError(f"{self.uri(key)}: nothing stored here")
+        if stored == INDEX:
+            raise TypeError(f"{self.uri(key)} holds a search index; open it with load_bundle")
         kind = kind or stored
         if (kind in DICT_KINDS) != (stored in DICT_KINDS):
             raise TypeError(f"{self.uri(key)} holds a {stored}, which cannot be loaded as a {kind}")

@@ -37,7 +37,11 @@ DATASET = "Dataset"
 ITERABLE_DATASET = "IterableDataset"
 DATASET_DICT = "DatasetDict"
 ITERABLE_DATASET_DICT = "IterableDatasetDict"
-KINDS = (DATASET, ITERABLE_DATASET, DATASET_DICT, ITERABLE_DATASET_DICT)
+# A search index stored beside a linked copy of the dataset version it indexes (a "bundle").
+INDEX = "Index"
+KINDS = (DATASET, ITERABLE_DATASET, DATASET_DICT, ITERABLE_DATASET_DICT, INDEX)
+BUNDLE_FILES = "index"  # the index's own files
+BUNDLE_DATASET = "dataset"  # the indexed dataset version, linked
 DICT_KINDS = (DATASET_DICT, ITERABLE_DATASET_DICT)
 
 _SAFE_PART = re.compile(r"^[A-Za-z0-9_%][A-Za-z0-9_.=@+,%-]*$")
@@ -154,6 +158,8 @@ class Manifest:
     transforms: list[dict] = field(default_factory=list)
     # for linked versions (lazy transform, repeat, split of a dict): the upstream they reuse
     source: dict | None = None
+    # for bundles: what the index is (engine, column, dimension, ...), see ds_assets.index
+    index: dict | None = None
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     format: int = MANIFEST_FORMAT
 

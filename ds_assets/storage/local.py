@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from ds_assets.storage.atomic import atomic_directory
 from ds_assets.storage.base import DatasetStore, Stored
 from ds_assets.storage.layout import (
+    BUNDLE_DATASET,
+    BUNDLE_FILES,
     DICT_FILE,
     MANIFEST_FILE,
     STATE_FILE,
@@ -84,6 +86,18 @@ class LocalStore(DatasetStore):
         with atomic_directory(self.path(key)) as temp:
             _link_tree(source, temp, repeat)
             write_json(os.path.join(temp, MANIFEST_FILE), linked.to_json())
+
+    def _save_bundle(self, key, files, dataset, manifest) -> None:
+        with atomic_directory(self.path(key)) as temp:
+            shutil.copytree(files, os.path.join(temp, BUNDLE_FILES))
+            os.mkdir(os.path.join(temp, BUNDLE_DATASET))
+            _link_tree(self.path(dataset), os.path.join(temp, BUNDLE_DATASET))
+            write_json(os.path.join(temp, MANIFEST_FILE), manifest.to_json())
+
+    def _open_bundle(self, key, manifest):
+        path = self.path(key)
+        dataset = open_dataset(os.path.join(path, BUNDLE_DATASET), self.view_root)
+        return os.path.join(path, BUNDLE_FILES), dataset
 
     def stored_kind(self, key: Sequence[str]) -> str | None:
         path = self.path(key)

@@ -32,6 +32,8 @@ from datasets import DatasetInfo
 from ds_assets.storage.atomic import atomic_directory
 from ds_assets.storage.base import DatasetStore, NotStoredError, Stored
 from ds_assets.storage.layout import (
+    BUNDLE_DATASET,
+    BUNDLE_FILES,
     DATASET,
     DATASET_DICT,
     DICT_FILE,
@@ -214,6 +216,30 @@ class S3Store(DatasetStore):
         deleting it; retiring the linked version removes the pin.
         """
         self._call("access to the bucket", self.object_key(key), self.client.head_bucket)
+        previous = self.manifest(key)
+        version_prefix = self.object_key(key, _VERSION_MARK + linked.version)
+        linked.previous = previous.version if previous else None
+        try:
+            linked.source = {
+                **(linked.source or {}),
+                **self._link_documents(upstream, split, repeat, version_prefix, linked),
+            }
+            self._commit(key, version_prefix, linked)
+        except BaseException:
+            self._discard(version_prefix, linked.source)
+            raise
+        self._retire_before(key, previous, linked.version)
+
+    def _link_documents(
+        self,
+        upstream: tuple[str, ...],
+        split: str | None,
+        repeat: int,
+        target: str,
+        linked: Manifest,
+    ) -> dict[str, str]:
+        """Pin the version `upstream` stores (its data owner's, through chains of links) and
+        copy its JSON documents under `target`; the `source` fields naming the reused data."""
         located = self._require(upstream)
         if split is not None:
             located = located.split(split)
@@ -223,35 +249,33 @@ class S3Store(DatasetStore):
                 located, owner=(self.object_key(upstream), located.version, owner_dataset)
             )
         owner, owner_version, owner_dataset = located.owner
-        previous = self.manifest(key)
-        version_prefix = self.object_key(key, _VERSION_MARK + linked.version)
-        digest = hashlib.sha256(f"s3://{self.bucket}/{version_prefix}".encode()).hexdigest()
+        digest = hashlib.sha256(f"s3://{self.bucket}/{target}".encode()).hexdigest()
         pin = f"{owner}/{_PINS}/{_VERSION_MARK}{owner_version}/{digest[:32]}.json"
-        linked.previous = previous.version if previous else None
-        linked.source = {
-            **(linked.source or {}),
-            "data": located.data,
-            "owner": owner,
-            "owner_version": owner_version,
-            "owner_dataset": owner_dataset,
-            "pin": pin,
-        }
+        self._put_json(pin, {"pinned_by": f"s3://{self.bucket}/{target}"})
         try:
-            self._put_json(pin, {"pinned_by": f"s3://{self.bucket}/{version_prefix}"})
             if not self._any(located.data + "/"):
                 raise NotStoredError(
                     f"s3://{self.bucket}/{located.data}: the version to reuse was deleted by a "
                     f"newer save of {self.uri(upstream)} while linking; materialize again"
                 )
-            self._copy_documents(located.prefix, version_prefix, linked, repeat)
-            self._put_json(posixpath.join(version_prefix, MANIFEST_FILE), linked.to_json())
-            self._put_json(self.object_key(key, MANIFEST_FILE), linked.to_json())
+            self._copy_documents(located.prefix, target, linked, repeat)
         except BaseException:
             with contextlib.suppress(Exception):
-                self._delete_prefix(version_prefix + "/")
                 self.client.delete_object(Bucket=self.bucket, Key=pin)
             raise
-        self._retire_before(key, previous, linked.version)
+        return {"data": located.data, "owner": owner, "owner_version": owner_version,
+                "owner_dataset": owner_dataset, "pin": pin}  # fmt: skip
+
+    def _commit(self, key: tuple[str, ...], version_prefix: str, manifest: Manifest) -> None:
+        self._put_json(posixpath.join(version_prefix, MANIFEST_FILE), manifest.to_json())
+        self._put_json(self.object_key(key, MANIFEST_FILE), manifest.to_json())
+
+    def _discard(self, version_prefix: str, source: dict | None) -> None:
+        """Undo a failed save: its version prefix and the pin it may hold."""
+        with contextlib.suppress(Exception):
+            self._delete_prefix(version_prefix + "/")
+            if source and "pin" in source:
+                self.client.delete_object(Bucket=self.bucket, Key=source["pin"])
 
     def _copy_documents(self, source: str, target: str, linked: Manifest, repeat: int) -> None:
         """Copy the layout's JSON documents, each shard listed `repeat` times in `state.json`."""
@@ -268,6 +292,60 @@ class S3Store(DatasetStore):
                 if name == STATE_FILE:
                     document["_data_files"] = document["_data_files"] * repeat
                 self._put_json(posixpath.join(target, folder, name), document)
+
+    # -- bundles ------------------------------------------------------------------------------
+    def _save_bundle(self, key, files, dataset, manifest) -> None:
+        """Upload the index files under `v-<version>/index/` and link the dataset version
+        under `v-<version>/dataset/` (pinned, JSON documents only), then commit."""
+        self._call("access to the bucket", self.object_key(key), self.client.head_bucket)
+        previous = self.manifest(key)
+        version_prefix = self.object_key(key, _VERSION_MARK + manifest.version)
+        manifest.previous = previous.version if previous else None
+        try:
+            for folder, _, names in os.walk(files):
+                for name in names:
+                    relative = os.path.relpath(os.path.join(folder, name), files)
+                    object_key = "/".join([version_prefix, BUNDLE_FILES, *relative.split(os.sep)])
+                    self._upload(os.path.join(folder, name), object_key)
+            plain = dataclasses.replace(manifest, kind=DATASET)
+            target = f"{version_prefix}/{BUNDLE_DATASET}"
+            manifest.source = {
+                **(manifest.source or {}),
+                **self._link_documents(dataset, None, 1, target, plain),
+            }
+            self._commit(key, version_prefix, manifest)
+        except BaseException:
+            self._discard(version_prefix, manifest.source)
+            raise
+        self._retire_before(key, previous, manifest.version)
+
+    def _open_bundle(self, key, manifest):
+        version_prefix = self.object_key(key, _VERSION_MARK + manifest.version)
+        source = manifest.source
+        local = os.path.join(self._cache_folder(self.object_key(key)), manifest.version)
+        files = os.path.join(local, BUNDLE_FILES)
+        if not os.path.isdir(files):
+            files_prefix = f"{version_prefix}/{BUNDLE_FILES}/"
+            with atomic_directory(files) as temp:
+                for page in self._list(files_prefix):
+                    for item in page.get("Contents", []):
+                        relative = item["Key"][len(files_prefix) :]
+                        parts = relative.split("/")
+                        if any(part in ("", ".", "..") for part in parts):
+                            raise ValueError(f"s3://{self.bucket}/{item['Key']}: bad file name")
+                        path = os.path.join(temp, *parts)
+                        os.makedirs(os.path.dirname(path), exist_ok=True)
+                        with self._errors("a download", item["Key"]):
+                            self.client.download_file(self.bucket, item["Key"], path)
+            prune_stale_versions(os.path.dirname(local), keep=manifest.version)
+        located = _Located(
+            DATASET, manifest.version, f"{version_prefix}/{BUNDLE_DATASET}", source["data"],
+            (source["owner"], source["owner_version"], source["owner_dataset"]),
+        )  # fmt: skip
+        folder = os.path.join(local, BUNDLE_DATASET)
+        if not os.path.isfile(os.path.join(folder, STATE_FILE)):
+            self._download(located, folder)
+        return files, open_dataset(folder, os.path.join(self.cache_dir, "views"))
 
     # -- reading ------------------------------------------------------------------------------
     def manifest(self, key: Sequence[str]) -> Manifest | None:
