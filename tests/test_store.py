@@ -264,3 +264,16 @@ def test_bundle_keeps_index_files_with_the_indexed_dataset_version(store, tmp_pa
 def test_bundle_of_an_unstored_dataset_names_it(store, tmp_path):
     with pytest.raises(NotStoredError, match="missing: no Dataset stored by ds-assets to index"):
         store.save_bundle(("i",), str(tmp_path), ("missing",), {})
+
+
+def test_bundle_of_several_partitions_concatenates_them_in_order(store, tmp_path):
+    for day, rows_count in (("d1", 2), ("d2", 3)):
+        store.save(("events", day), table_dataset(rows_count))
+    manifest = store.save_bundle(
+        ("events_index",), str(tmp_path), [("events", "d2"), ("events", "d1")], {"engine": "x"}
+    )
+    assert manifest.num_rows == 5 and len(manifest.source["parts"]) == 2
+    store.save(("events", "d1"), table_dataset(7))
+    store.save(("events", "d1"), table_dataset(8))
+    _, _, dataset = store.load_bundle(("events_index",))
+    assert dataset["id"][:] == [0, 1, 2, 0, 1]

@@ -156,10 +156,18 @@ class DatasetStore(ABC):
     ) -> None:
         """Backend part of `save_linked`: write `linked` and the layout reusing the shards."""
 
-    def save_bundle(self, key: Sequence[str], files: str, dataset: Sequence[str], index: dict):
+    def save_bundle(
+        self,
+        key: Sequence[str],
+        files: str,
+        dataset: Sequence[str] | Sequence[Sequence[str]],
+        index: dict,
+    ) -> Manifest:
         """Store the folder `files` (a search index) at `key`, atomically, together with a
         linked copy of the version of `dataset` it indexes (no data copied), so the rows a
         search returns can always be read back from the very version that was indexed.
+        `dataset` may be several keys (the partitions of a dataset, indexed concatenated in
+        that order); `load_bundle` concatenates them again.
 
         >>> import os, tempfile
         >>> from ds_assets.storage import LocalStore
@@ -169,12 +177,23 @@ class DatasetStore(ABC):
         >>> store.save_bundle(("docs_index",), built, ("docs",), {"engine": "demo"}).num_rows
         2
         """
-        key, dataset = self.check_key(key), self.check_key(dataset)
-        upstream = self.manifest(dataset)
-        if upstream is None or upstream.kind != DATASET:
-            raise NotStoredError(
-                f"{self.uri(dataset)}: no Dataset stored by ds-assets to index; materialize it"
-            )
+        key = self.check_key(key)
+        single = bool(dataset) and isinstance(dataset[0], str)
+        parts = [self.check_key(part) for part in ([dataset] if single else dataset)]
+        if not parts:
+            raise ValueError(f"{self.uri(key)}: an index bundle needs at least one dataset")
+        upstreams = []
+        for part in parts:
+            upstream = self.manifest(part)
+            if upstream is None or upstream.kind != DATASET:
+                raise NotStoredError(
+                    f"{self.uri(part)}: no Dataset stored by ds-assets to index; materialize it"
+                )
+            upstreams.append(upstream)
+        links = [
+            {"path": self.uri(part), "version": upstream.version, "split": None}
+            for part, upstream in zip(parts, upstreams, strict=True)
+        ]
         size = sum(
             os.path.getsize(os.path.join(folder, name))
             for folder, _, names in os.walk(files)
@@ -183,21 +202,28 @@ class DatasetStore(ABC):
         manifest = Manifest(
             kind=INDEX,
             version=new_version(),
-            num_rows=upstream.num_rows,
+            num_rows=sum(upstream.num_rows for upstream in upstreams),
             num_bytes=size,
-            num_shards=upstream.num_shards,
-            transforms=list(upstream.transforms),
-            source={"path": self.uri(dataset), "version": upstream.version, "split": None},
+            num_shards=sum(upstream.num_shards for upstream in upstreams),
+            transforms=list(upstreams[0].transforms),
+            source=links[0] if single else {"parts": links},
             index=dict(index),
         )
-        self._save_bundle(key, files, dataset, manifest)
+        self._save_bundle(key, files, parts, manifest)
         return manifest
+
+    @staticmethod
+    def bundle_links(manifest: Manifest) -> list[dict]:
+        """The dataset links of a bundle, in order (one, or one per partition)."""
+        source = manifest.source or {}
+        return list(source["parts"]) if "parts" in source else [source]
 
     @abstractmethod
     def _save_bundle(
-        self, key: tuple[str, ...], files: str, dataset: tuple[str, ...], manifest: Manifest
+        self, key: tuple[str, ...], files: str, parts: list[tuple[str, ...]], manifest: Manifest
     ) -> None:
-        """Backend part of `save_bundle`."""
+        """Backend part of `save_bundle`: the files, and each part linked under `dataset/`
+        (or `dataset/<number>/` when there are several)."""
 
     def load_bundle(self, key: Sequence[str]) -> tuple[Manifest, str, Dataset]:
         """(manifest, local folder of the index files, the indexed dataset version)."""
@@ -206,11 +232,12 @@ class DatasetStore(ABC):
         if manifest is None or manifest.kind != INDEX:
             raise NotStoredError(f"{self.uri(key)}: no search index stored here")
         with quiet_progress():
-            folder, dataset = self._open_bundle(key, manifest)
+            folder, parts = self._open_bundle(key, manifest)
+            dataset = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
         return manifest, folder, apply_transforms(dataset, manifest.transforms)
 
     @abstractmethod
-    def _open_bundle(self, key: tuple[str, ...], manifest: Manifest) -> tuple[str, Dataset]:
+    def _open_bundle(self, key: tuple[str, ...], manifest: Manifest) -> tuple[str, list[Dataset]]:
         """Backend part of `load_bundle`."""
 
     def _preview(self, key: tuple[str, ...]) -> tuple[Features, pa.Table]:

@@ -42,6 +42,17 @@ INDEX = "Index"
 KINDS = (DATASET, ITERABLE_DATASET, DATASET_DICT, ITERABLE_DATASET_DICT, INDEX)
 BUNDLE_FILES = "index"  # the index's own files
 BUNDLE_DATASET = "dataset"  # the indexed dataset version, linked
+
+
+def bundle_part_folder(number: int, count: int) -> str:
+    """Where part `number` of `count` linked datasets of a bundle lives (relative).
+
+    >>> bundle_part_folder(0, 1), bundle_part_folder(1, 3)
+    ('dataset', 'dataset/00001')
+    """
+    return BUNDLE_DATASET if count == 1 else f"{BUNDLE_DATASET}/{number:05d}"
+
+
 DICT_KINDS = (DATASET_DICT, ITERABLE_DATASET_DICT)
 
 _SAFE_PART = re.compile(r"^[A-Za-z0-9_%][A-Za-z0-9_.=@+,%-]*$")

@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from ds_assets.storage.atomic import atomic_directory
 from ds_assets.storage.base import DatasetStore, Stored
 from ds_assets.storage.layout import (
-    BUNDLE_DATASET,
     BUNDLE_FILES,
     DICT_FILE,
     MANIFEST_FILE,
     STATE_FILE,
     Manifest,
+    bundle_part_folder,
     check_path_part,
     detect_kind,
     new_version,
@@ -87,17 +87,25 @@ class LocalStore(DatasetStore):
             _link_tree(source, temp, repeat)
             write_json(os.path.join(temp, MANIFEST_FILE), linked.to_json())
 
-    def _save_bundle(self, key, files, dataset, manifest) -> None:
+    def _save_bundle(self, key, files, parts, manifest) -> None:
         with atomic_directory(self.path(key)) as temp:
             shutil.copytree(files, os.path.join(temp, BUNDLE_FILES))
-            os.mkdir(os.path.join(temp, BUNDLE_DATASET))
-            _link_tree(self.path(dataset), os.path.join(temp, BUNDLE_DATASET))
+            for number, part in enumerate(parts):
+                target = os.path.join(temp, *bundle_part_folder(number, len(parts)).split("/"))
+                os.makedirs(target)
+                _link_tree(self.path(part), target)
             write_json(os.path.join(temp, MANIFEST_FILE), manifest.to_json())
 
     def _open_bundle(self, key, manifest):
         path = self.path(key)
-        dataset = open_dataset(os.path.join(path, BUNDLE_DATASET), self.view_root)
-        return os.path.join(path, BUNDLE_FILES), dataset
+        count = len(self.bundle_links(manifest))
+        parts = [
+            open_dataset(
+                os.path.join(path, *bundle_part_folder(n, count).split("/")), self.view_root
+            )
+            for n in range(count)
+        ]
+        return os.path.join(path, BUNDLE_FILES), parts
 
     def stored_kind(self, key: Sequence[str]) -> str | None:
         path = self.path(key)

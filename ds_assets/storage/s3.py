@@ -32,7 +32,6 @@ from datasets import DatasetInfo
 from ds_assets.storage.atomic import atomic_directory
 from ds_assets.storage.base import DatasetStore, NotStoredError, Stored
 from ds_assets.storage.layout import (
-    BUNDLE_DATASET,
     BUNDLE_FILES,
     DATASET,
     DATASET_DICT,
@@ -42,6 +41,7 @@ from ds_assets.storage.layout import (
     MANIFEST_FILE,
     STATE_FILE,
     Manifest,
+    bundle_part_folder,
     new_version,
 )
 from ds_assets.storage.reader import (
@@ -182,8 +182,9 @@ class S3Store(DatasetStore):
         document = self._get_json(f"{prefix}/{MANIFEST_FILE}") or {}
         self._delete_prefix(prefix + "/")
         source = document.get("source") or {}
-        if "pin" in source:
-            self._release(source)
+        for link in [source, *source.get("parts", [])]:
+            if "pin" in link:
+                self._release(link)
 
     def _release(self, source: dict) -> None:
         """Drop a linked version's pin; its owner's version goes too once nothing needs it."""
@@ -294,58 +295,64 @@ class S3Store(DatasetStore):
                 self._put_json(posixpath.join(target, folder, name), document)
 
     # -- bundles ------------------------------------------------------------------------------
-    def _save_bundle(self, key, files, dataset, manifest) -> None:
-        """Upload the index files under `v-<version>/index/` and link the dataset version
-        under `v-<version>/dataset/` (pinned, JSON documents only), then commit."""
+    def _save_bundle(self, key, files, parts, manifest) -> None:
+        """Upload the index files under `v-<version>/index/` and link each dataset version
+        under `v-<version>/dataset[/<number>]/` (pinned, JSON documents only), then commit."""
         self._call("access to the bucket", self.object_key(key), self.client.head_bucket)
         previous = self.manifest(key)
         version_prefix = self.object_key(key, _VERSION_MARK + manifest.version)
         manifest.previous = previous.version if previous else None
+        links = self.bundle_links(manifest)
         try:
             for folder, _, names in os.walk(files):
                 for name in names:
                     relative = os.path.relpath(os.path.join(folder, name), files)
                     object_key = "/".join([version_prefix, BUNDLE_FILES, *relative.split(os.sep)])
                     self._upload(os.path.join(folder, name), object_key)
-            plain = dataclasses.replace(manifest, kind=DATASET)
-            target = f"{version_prefix}/{BUNDLE_DATASET}"
-            manifest.source = {
-                **(manifest.source or {}),
-                **self._link_documents(dataset, None, 1, target, plain),
-            }
+            plain = dataclasses.replace(manifest, kind=DATASET, splits={})
+            for number, (part, link) in enumerate(zip(parts, links, strict=True)):
+                target = f"{version_prefix}/{bundle_part_folder(number, len(parts))}"
+                link.update(self._link_documents(part, None, 1, target, plain))
             self._commit(key, version_prefix, manifest)
         except BaseException:
-            self._discard(version_prefix, manifest.source)
+            for link in links:
+                self._discard(version_prefix, link)
             raise
         self._retire_before(key, previous, manifest.version)
 
     def _open_bundle(self, key, manifest):
         version_prefix = self.object_key(key, _VERSION_MARK + manifest.version)
-        source = manifest.source
         local = os.path.join(self._cache_folder(self.object_key(key)), manifest.version)
         files = os.path.join(local, BUNDLE_FILES)
         if not os.path.isdir(files):
-            files_prefix = f"{version_prefix}/{BUNDLE_FILES}/"
-            with atomic_directory(files) as temp:
-                for page in self._list(files_prefix):
-                    for item in page.get("Contents", []):
-                        relative = item["Key"][len(files_prefix) :]
-                        parts = relative.split("/")
-                        if any(part in ("", ".", "..") for part in parts):
-                            raise ValueError(f"s3://{self.bucket}/{item['Key']}: bad file name")
-                        path = os.path.join(temp, *parts)
-                        os.makedirs(os.path.dirname(path), exist_ok=True)
-                        with self._errors("a download", item["Key"]):
-                            self.client.download_file(self.bucket, item["Key"], path)
+            self._download_tree(f"{version_prefix}/{BUNDLE_FILES}/", files)
             prune_stale_versions(os.path.dirname(local), keep=manifest.version)
-        located = _Located(
-            DATASET, manifest.version, f"{version_prefix}/{BUNDLE_DATASET}", source["data"],
-            (source["owner"], source["owner_version"], source["owner_dataset"]),
-        )  # fmt: skip
-        folder = os.path.join(local, BUNDLE_DATASET)
-        if not os.path.isfile(os.path.join(folder, STATE_FILE)):
-            self._download(located, folder)
-        return files, open_dataset(folder, os.path.join(self.cache_dir, "views"))
+        links = self.bundle_links(manifest)
+        parts = []
+        for number, link in enumerate(links):
+            relative = bundle_part_folder(number, len(links))
+            located = _Located(
+                DATASET, manifest.version, f"{version_prefix}/{relative}", link["data"],
+                (link["owner"], link["owner_version"], link["owner_dataset"]),
+            )  # fmt: skip
+            folder = os.path.join(local, *relative.split("/"))
+            if not os.path.isfile(os.path.join(folder, STATE_FILE)):
+                self._download(located, folder)
+            parts.append(open_dataset(folder, os.path.join(self.cache_dir, "views")))
+        return files, parts
+
+    def _download_tree(self, prefix: str, folder: str) -> None:
+        """Download every object under `prefix` into `folder`, atomically."""
+        with atomic_directory(folder) as temp:
+            for page in self._list(prefix):
+                for item in page.get("Contents", []):
+                    parts = item["Key"][len(prefix) :].split("/")
+                    if any(part in ("", ".", "..") for part in parts):
+                        raise ValueError(f"s3://{self.bucket}/{item['Key']}: bad file name")
+                    path = os.path.join(temp, *parts)
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    with self._errors("a download", item["Key"]):
+                        self.client.download_file(self.bucket, item["Key"], path)
 
     # -- reading ------------------------------------------------------------------------------
     def manifest(self, key: Sequence[str]) -> Manifest | None:
