@@ -269,9 +269,10 @@ def test_bundle_of_an_unstored_dataset_names_it(store, tmp_path):
 def test_bundle_of_several_partitions_concatenates_them_in_order(store, tmp_path):
     for day, rows_count in (("d1", 2), ("d2", 3)):
         store.save(("events", day), table_dataset(rows_count))
-    manifest = store.save_bundle(
-        ("events_index",), str(tmp_path), [("events", "d2"), ("events", "d1")], {"engine": "x"}
-    )
+    built = tmp_path / "built"
+    built.mkdir()
+    parts = [("events", "d2"), ("events", "d1")]
+    manifest = store.save_bundle(("events_index",), str(built), parts, {"engine": "x"})
     assert manifest.num_rows == 5 and len(manifest.source["parts"]) == 2
     store.save(("events", "d1"), table_dataset(7))
     store.save(("events", "d1"), table_dataset(8))
