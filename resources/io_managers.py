@@ -28,6 +28,8 @@ from datasets import (
 )
 from pydantic import Field
 
+from ds_assets.index.base import SearchIndex
+from ds_assets.index.stored import BuiltIndex, open_stored
 from ds_assets.ops.lazy import LINKED_MARKERS
 from ds_assets.storage import (
     DATASET,
@@ -39,9 +41,10 @@ from ds_assets.storage import (
     NotStoredError,
     SaveResult,
 )
+from ds_assets.storage.layout import INDEX
 from ds_assets.storage.s3 import S3Store
 from ds_assets.storage.save import SUPPORTED_TYPES, supported
-from resources.metadata import output_metadata
+from resources.metadata import index_metadata, output_metadata
 from resources.partitions import partition_path
 
 KIND_OF_TYPE = {
@@ -80,6 +83,9 @@ class _DatasetIOManagerBase(ConfigurableIOManager):
             return
         store = self.store()
         key = tuple(context.asset_key.path)
+        if isinstance(obj, BuiltIndex):
+            context.add_output_metadata(self._save_index(context, store, key, obj))
+            return
         if context.has_asset_partitions:
             if isinstance(obj, LINKED_MARKERS):  # one marker stands for every partition of the run
                 obj = dict.fromkeys(context.asset_partition_keys, obj)
@@ -126,10 +132,30 @@ class _DatasetIOManagerBase(ConfigurableIOManager):
         )
         return result
 
+    def _save_index(
+        self, context: OutputContext, store: DatasetStore, key, built: BuiltIndex
+    ) -> dict[str, Any]:
+        if context.has_asset_partitions:
+            raise DatasetTypeError(
+                f"asset {context.asset_key.to_user_string()}: an index asset indexes every "
+                "partition of its upstream; it cannot be partitioned itself"
+            )
+        try:
+            manifest = store.save_bundle(key, built.folder, built.dataset, built.info)
+        finally:
+            built.discard()
+        context.log.info(
+            f"stored {built.info['engine']} index of {manifest.num_rows} rows at "
+            f"{store.uri(key)} (indexes version {manifest.source['version']})"
+        )
+        return index_metadata(manifest, built.sample, store.uri(key))
+
     # -- input --------------------------------------------------------------------------------
     def load_input(self, context: InputContext) -> Any:
         store = self.store()
         key = tuple(context.asset_key.path)
+        if store.stored_kind(key) == INDEX:
+            return _open_index(store, key, context)
         kind, as_dict = _requested(context)
         if not context.has_asset_partitions:
             return _load(store, key, kind, context)
@@ -213,6 +239,25 @@ def _partition_values(context: OutputContext, obj: Any) -> Mapping[str, Any]:
             f"{type(obj).__name__}"
         )
     return {keys[0]: obj}
+
+
+def _open_index(store: DatasetStore, key: tuple[str, ...], context: InputContext) -> SearchIndex:
+    annotation = context.dagster_type.typing_type if context.dagster_type else Any
+    annotation = _strip_optional(annotation)
+    wanted = isinstance(annotation, type) and issubclass(annotation, SearchIndex)
+    if annotation not in (Any, object, None) and not wanted:
+        raise DatasetTypeError(
+            f"input {context.name!r} loads asset {context.asset_key.to_user_string()}, a search "
+            f"index, annotated as {annotation!r}; annotate it as SearchIndex (or leave it bare)"
+        )
+    manifest, folder, dataset = store.load_bundle(key)
+    index = open_stored(manifest.index, folder, dataset)
+    if wanted and not isinstance(index, annotation):
+        raise DatasetTypeError(
+            f"input {context.name!r}: asset {context.asset_key.to_user_string()} is a "
+            f"{type(index).__name__}, not a {annotation.__name__}"
+        )
+    return index
 
 
 def _linked_upstream(store: DatasetStore, upstream: tuple[str, ...], partition: str | None):

@@ -9,7 +9,7 @@ import pyarrow as pa
 from dagster import MetadataValue, TableColumn, TableSchema
 from datasets import ClassLabel, Features, LargeList, List, Value
 
-from ds_assets.storage import SaveResult
+from ds_assets.storage import Manifest, SaveResult
 
 PREVIEW_CELL_CHARS = 60
 
@@ -104,4 +104,30 @@ def output_metadata(results: dict[str, SaveResult], location: str) -> dict[str, 
         )
     if first.manifest.splits:
         metadata["splits"] = MetadataValue.json(first.manifest.splits)
+    return metadata
+
+
+def index_metadata(manifest: Manifest, sample: dict[str, Any], location: str) -> dict[str, Any]:
+    """Metadata of a stored search index: what it is, what it indexes, one sample query."""
+    info = dict(manifest.index or {})
+    metadata: dict[str, Any] = {
+        "dagster/uri": MetadataValue.path(location) if "://" not in location else location,
+        "engine": info.pop("engine", "?"),
+        "count": info.pop("count", manifest.num_rows),
+        "dataset": manifest.source["path"],
+        "dataset_version": manifest.source["version"],
+        "version": manifest.version,
+        "num_bytes": manifest.num_bytes,
+    }
+    for name in ("dimension", "metric", "distance", "physical_name", "alias", "build_seconds"):
+        if info.get(name) is not None:
+            metadata[name] = info.pop(name)
+    metadata["index"] = MetadataValue.json({k: v for k, v in info.items() if v is not None})
+    if sample.get("hits"):
+        lines = [f"query: `{sample['query']}`", "", "| rank | score | row | preview |",
+                 "|---|---|---|---|"]  # fmt: skip
+        for rank, hit in enumerate(sample["hits"], 1):
+            preview = hit["preview"].replace("|", "\\|")
+            lines.append(f"| {rank} | {hit['score']:.4g} | {hit['row']} | {preview} |")
+        metadata["sample_query"] = MetadataValue.md("\n".join(lines))
     return metadata

@@ -180,3 +180,93 @@ def test_s3_source_lists_after_the_cursor_and_reads_objects(instance, seaweedfs,
                        partition_key="004.json").success  # fmt: skip
     stored = Dataset.load_from_disk(str(tmp_path / "data" / "events" / "004.json"))
     assert stored["id"][:] == [0, 1, 2, 3, 4]
+
+
+def sql_resource(url):
+    from resources import SQLResource
+
+    return SQLResource(url=url)
+
+
+def insert(engine, table, rows):
+    import sqlalchemy as sa
+
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"INSERT INTO {table} (id, note) VALUES (:id, :note)"),
+                           [{"id": i, "note": f"row {i}"} for i in rows])  # fmt: skip
+
+
+def test_new_rows_become_fixed_ranges_picked_up_once(instance, tmp_path):
+    import sqlalchemy as sa
+
+    from ds_assets import new_rows_sensor, sql_source
+
+    resource = sql_resource(f"sqlite:///{tmp_path / 'shop.sqlite'}")
+    engine = resource.get_engine()
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE orders (id INTEGER PRIMARY KEY, note TEXT)"))
+    insert(engine, "orders", range(1, 8))
+    source = sql_source("orders", "orders", cursor_column="id")
+    sensor = new_rows_sensor(source, rows_per_partition=3, max_partitions_per_tick=2)
+    driver = SensorDriver(sensor, instance, [source], {"sql": resource})
+    before = driver.cursor or ""  # no cursor yet
+    assert driver.tick() == ["..3", "3..6"]  # at most two ranges per tick
+    assert driver.tick(cursor=before) == []  # an overlapping tick re-adds nothing
+    assert driver.tick() == ["6..7"]
+    assert driver.tick() == []
+    insert(engine, "orders", [8, 9])
+    restarted = SensorDriver(sensor, instance, [source], {"sql": resource})
+    restarted.cursor = driver.cursor
+    assert restarted.tick() == ["7..9"]
+
+    resources = {"io_manager": DatasetIOManager(base_dir=str(tmp_path / "data")), "sql": resource}
+    assert materialize([source], resources=resources, instance=instance,
+                       partition_key="3..6").success  # fmt: skip
+    insert(engine, "orders", [10])
+    assert materialize([source], resources=resources, instance=instance,
+                       partition_key="3..6").success  # fmt: skip
+    stored = Dataset.load_from_disk(str(tmp_path / "data" / "orders" / "3..6"))
+    assert stored["id"][:] == [4, 5, 6]  # the same rows, whatever arrived since
+
+
+def test_timestamp_cursor_on_postgresql(instance, tmp_path):
+    import datetime
+
+    import sqlalchemy as sa
+
+    from ds_assets import new_rows_sensor, sql_source
+
+    resource = sql_resource("postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+    engine = resource.get_engine()
+    table = f"events_{os.getpid()}_{id(tmp_path) % 100000}"
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"CREATE TABLE {table} (at TIMESTAMPTZ, note TEXT)"))
+            start = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+            connection.execute(
+                sa.text(f"INSERT INTO {table} VALUES (:at, :note)"),
+                [{"at": start + datetime.timedelta(hours=h), "note": f"h{h}"} for h in range(5)],
+            )
+    except sa.exc.OperationalError as error:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL on 127.0.0.1:5432 is not reachable: {error}")
+    try:
+        source = sql_source("events", table, cursor_column="at")
+        sensor = new_rows_sensor(source, rows_per_partition=2)
+        driver = SensorDriver(sensor, instance, [source], {"sql": resource})
+        keys = driver.tick()
+        assert keys == [
+            "..2026-01-01T01:00:00+00:00",
+            "2026-01-01T01:00:00+00:00..2026-01-01T03:00:00+00:00",
+            "2026-01-01T03:00:00+00:00..2026-01-01T04:00:00+00:00",
+        ]
+        resources = {"io_manager": DatasetIOManager(base_dir=str(tmp_path / "data")),
+                     "sql": resource}  # fmt: skip
+        assert materialize([source], resources=resources, instance=instance,
+                           partition_key=keys[1]).success  # fmt: skip
+        event = instance.get_latest_materialization_event(source.key)
+        assert event.asset_materialization.metadata["dagster/row_count"].value == 2
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))

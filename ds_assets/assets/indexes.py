@@ -1,0 +1,264 @@
+"""Index assets: a dataset asset made searchable by FAISS, Qdrant, Elasticsearch or an embedded
+full-text index (tantivy), one asset downstream of it.
+
+Each materialization builds a new index and swaps it in atomically: FAISS and full-text files
+through the store (a bundle beside the indexed dataset version), Qdrant collections and
+Elasticsearch indexes behind an alias moved in one call. The IO manager records what was built
+(count, dimension, metric, engine, physical name, alias, dataset version, build time, a sample
+query with its top hits); a downstream asset taking the index as input gets a ready search
+object whose `nearest_examples` reads rows from the indexed dataset version.
+"""
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    AssetsDefinition,
+    DagsterInvariantViolationError,
+    asset,
+)
+from datasets import Dataset
+
+from ds_assets.assets.common import Upstream, code_version, describe, split_options, upstream_key
+from ds_assets.index.base import SearchIndex, embedder_path
+from ds_assets.index.stored import FAISS_FILE, BuiltIndex
+from ds_assets.storage.layout import new_version
+from resources.partitions import partition_path
+
+SAMPLE_HITS = 5
+PREVIEW_CHARS = 80
+
+
+def sample_query(index: SearchIndex, dataset: Dataset, query: Any) -> dict[str, Any]:
+    """The top hits of one query, for the materialization's metadata."""
+    if query is None or len(dataset) == 0:
+        return {}
+    scores, rows = index.search(query, k=min(SAMPLE_HITS, len(dataset)))
+    shown = dataset.select(rows).with_format(None) if rows else []
+    hits = [
+        {"score": float(score), "row": int(row), "preview": _preview(example)}
+        for score, row, example in zip(scores, rows, shown, strict=False)
+    ]
+    return {"query": _short(query), "hits": hits}
+
+
+def _preview(example: dict) -> str:
+    texts = [f"{k}={_short(v)}" for k, v in example.items() if isinstance(v, (str, int, float))]
+    return "; ".join(texts)[:PREVIEW_CHARS]
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, str):
+        return value[:PREVIEW_CHARS]
+    if isinstance(value, (list, tuple)):
+        head = ", ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in value[:4])
+        return f"[{head}{', …' if len(value) > 4 else ''}] ({len(value)} values)"
+    return str(value)[:PREVIEW_CHARS]
+
+
+def _first_value(dataset: Dataset, column: str) -> Any:
+    return dataset.with_format(None)[0][column] if len(dataset) else None
+
+
+def _indexed_keys(context: AssetExecutionContext, key: AssetKey):
+    """The store key of the indexed dataset, or of each partition, in the order the input
+    loaded them concatenated (row positions in the index refer to that order)."""
+    if context.assets_def.partitions_def is None and _input_partitioned(context):
+        keys = context.asset_partition_keys_for_input("dataset")
+        return [tuple(key.path) + partition_path(pk) for pk in keys]
+    return tuple(key.path)
+
+
+def _input_partitioned(context: AssetExecutionContext) -> bool:
+    try:
+        context.asset_partition_keys_for_input("dataset")
+    except DagsterInvariantViolationError:
+        return False
+    return True
+
+
+def _index_asset(
+    engine: str,
+    name: str,
+    upstream: Upstream,
+    arguments: dict[str, Any],
+    build: Callable[[AssetExecutionContext, Dataset], BuiltIndex],
+    options: dict[str, Any],
+    required_resource_keys: set[str] = frozenset(),
+) -> AssetsDefinition:
+    key = upstream_key(upstream)
+    asset_options = split_options(options, f"{engine}_index_asset")
+    description = asset_options.pop("description", None) or describe(f"{engine} index", arguments)
+
+    @asset(
+        name=name,
+        ins={"dataset": AssetIn(key=key)},
+        description=f"{description}\n\nindexes: `{key.to_user_string()}`",
+        code_version=code_version(f"{engine}_index", arguments),
+        required_resource_keys=set(required_resource_keys),
+        kinds={engine} if engine != "fulltext" else {"tantivy"},
+        **asset_options,
+    )
+    def _index(context: AssetExecutionContext, dataset: Dataset):
+        started = time.perf_counter()
+        built = build(context, dataset)
+        built.dataset = _indexed_keys(context, key)
+        built.info["build_seconds"] = round(time.perf_counter() - started, 3)
+        context.log.info(f"built {engine} index {built.info}")
+        return built
+
+    return _index
+
+
+def faiss_index_asset(
+    name: str,
+    upstream: Upstream,
+    column: str,
+    *,
+    embed: Callable | str | None = None,
+    index_factory: str = "Flat",
+    metric: str = "l2",
+    **options: Any,
+) -> AssetsDefinition:
+    """A FAISS index over a vector column (or a text column with `embed`, a `"module:function"`
+    from a batch of strings to a float32 matrix), stored as a `.faiss` file beside the
+    indexed dataset version. `metric` is "l2", "ip" or "cosine".
+
+    >>> faiss_index_asset("docs_faiss", "docs", "embedding").key.path
+    ['docs_faiss']
+    """
+    embed_path = embedder_path(embed)
+    arguments = {"column": column, "embed": embed_path, "index_factory": index_factory,
+                 "metric": metric}  # fmt: skip
+
+    def build(context: AssetExecutionContext, dataset: Dataset) -> BuiltIndex:
+        from ds_assets.index import faiss
+
+        index = faiss.build(
+            dataset, column, embed=embed_path, index_factory=index_factory, metric=metric
+        )
+        folder = tempfile.mkdtemp(prefix="ds-assets-faiss-")
+        index.save(os.path.join(folder, FAISS_FILE))
+        info = {"engine": "faiss", **index.describe(), "column": column, "embed": embed_path}
+        sample = sample_query(index, dataset, _first_value(dataset, column))
+        return BuiltIndex((), folder, info, sample)
+
+    return _index_asset("faiss", name, upstream, arguments, build, options)
+
+
+def fulltext_index_asset(
+    name: str,
+    upstream: Upstream,
+    text_columns: Sequence[str],
+    **options: Any,
+) -> AssetsDefinition:
+    """An embedded full-text index (tantivy: BM25, phrases) over text columns, stored on disk
+    beside the indexed dataset version; no server needed.
+
+    >>> fulltext_index_asset("docs_text", "docs", ["title", "body"]).key.path
+    ['docs_text']
+    """
+    columns = [text_columns] if isinstance(text_columns, str) else list(text_columns)
+    arguments = {"text_columns": columns}
+
+    def build(context: AssetExecutionContext, dataset: Dataset) -> BuiltIndex:
+        from ds_assets.index import fulltext
+
+        folder = tempfile.mkdtemp(prefix="ds-assets-fulltext-")
+        index = fulltext.build(dataset, columns, folder)
+        info = {"engine": "fulltext", **index.describe(), "text_columns": columns}
+        first = _first_value(dataset, columns[0])
+        query = " ".join(str(first).split()[:3]) if first else None
+        return BuiltIndex((), folder, info, sample_query(index, dataset, query))
+
+    return _index_asset("fulltext", name, upstream, arguments, build, options)
+
+
+def qdrant_index_asset(
+    name: str,
+    upstream: Upstream,
+    *,
+    collection: str,
+    column: str | None = None,
+    embed: Callable | str | None = None,
+    distance: str = "Cosine",
+    payload_columns: Sequence[str] = (),
+    id_column: str | None = None,
+    qdrant_resource_key: str = "qdrant",
+    **options: Any,
+) -> AssetsDefinition:
+    """A Qdrant collection behind the alias `collection`: each materialization fills a new
+    physical collection `<collection>__<version>`, then moves the alias and drops the old one.
+
+    >>> qdrant_index_asset("docs_qdrant", "docs", collection="docs", column="embedding").key.path
+    ['docs_qdrant']
+    """
+    embed_path = embedder_path(embed)
+    arguments = {"collection": collection, "column": column, "embed": embed_path,
+                 "distance": distance, "payload_columns": list(payload_columns),
+                 "id_column": id_column}  # fmt: skip
+
+    def build(context: AssetExecutionContext, dataset: Dataset) -> BuiltIndex:
+        from ds_assets.index import qdrant
+
+        resource = getattr(context.resources, qdrant_resource_key)
+        index = qdrant.build(
+            resource.get_client(), dataset, collection, column=column, embed=embed_path,
+            distance=distance, payload_columns=list(payload_columns), id_column=id_column,
+            version=new_version().lower(),
+        )  # fmt: skip
+        where = {"url": resource.url} if resource.url else {"path": resource.path}
+        info = {"engine": "qdrant", **index.describe(), **where, "embed": embed_path}
+        sample = sample_query(index, dataset, _first_value(dataset, column)) if column else {}
+        return BuiltIndex((), tempfile.mkdtemp(prefix="ds-assets-qdrant-"), info, sample)
+
+    return _index_asset("qdrant", name, upstream, arguments, build, options, {qdrant_resource_key})
+
+
+def elasticsearch_index_asset(
+    name: str,
+    upstream: Upstream,
+    *,
+    index: str,
+    text_columns: Sequence[str],
+    mappings: dict | None = None,
+    settings: dict | None = None,
+    id_column: str | None = None,
+    elasticsearch_resource_key: str = "elasticsearch",
+    **options: Any,
+) -> AssetsDefinition:
+    """An Elasticsearch index behind the alias `index`: each materialization bulk-loads a new
+    `<index>__<version>`, refreshes it, moves the alias in one call and deletes the old one; a
+    rejected document fails the run and the alias stays where it was.
+
+    >>> elasticsearch_index_asset("docs_es", "docs", index="docs", text_columns=["body"]).key.path
+    ['docs_es']
+    """
+    columns = [text_columns] if isinstance(text_columns, str) else list(text_columns)
+    arguments = {"index": index, "text_columns": columns, "mappings": mappings,
+                 "settings": settings, "id_column": id_column}  # fmt: skip
+
+    def build(context: AssetExecutionContext, dataset: Dataset) -> BuiltIndex:
+        from ds_assets.index import elasticsearch
+
+        resource = getattr(context.resources, elasticsearch_resource_key)
+        built = elasticsearch.build(
+            resource.get_client(), dataset, index, columns, mappings=mappings,
+            settings=settings, id_column=id_column, version=new_version().lower(),
+        )  # fmt: skip
+        info = {"engine": "elasticsearch", **built.describe(), "hosts": list(resource.hosts),
+                "text_columns": columns}  # fmt: skip
+        first = _first_value(dataset, columns[0])
+        query = " ".join(str(first).split()[:3]) if first else None
+        sample = sample_query(built, dataset, query)
+        return BuiltIndex((), tempfile.mkdtemp(prefix="ds-assets-es-"), info, sample)
+
+    return _index_asset(
+        "elasticsearch", name, upstream, arguments, build, options, {elasticsearch_resource_key}
+    )

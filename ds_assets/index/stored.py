@@ -1,0 +1,103 @@
+"""Index assets' values: what an index asset returns (`BuiltIndex`) and how a stored index is
+opened again (`open_stored`), whatever its engine.
+
+An index is stored as a bundle (see `DatasetStore.save_bundle`): its files, if the engine keeps
+any on disk (FAISS, tantivy), beside a linked copy of the dataset version it indexes, and a
+manifest whose `index` entry says what it is. Server engines (Qdrant, Elasticsearch) keep no
+files: their manifest names the alias to query and where the server is (never a credential).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from datasets import Dataset
+
+from ds_assets.index.base import SearchIndex, SearchIndexError
+
+FAISS_FILE = "index.faiss"
+
+
+@dataclass
+class BuiltIndex:
+    """What an index asset returns: the built index's files (a temporary folder, removed once
+    stored) and its description, over the stored dataset `dataset` (a store key)."""
+
+    dataset: tuple[str, ...]
+    folder: str
+    info: dict[str, Any]
+    sample: dict[str, Any] = field(default_factory=dict)
+
+    def discard(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _open_faiss(info: Mapping[str, Any], folder: str, dataset: Dataset | None) -> SearchIndex:
+    from ds_assets.index import faiss
+
+    return faiss.FaissIndex.load(
+        os.path.join(folder, FAISS_FILE), dataset=dataset, embed=info.get("embed")
+    )
+
+
+def _open_fulltext(info: Mapping[str, Any], folder: str, dataset: Dataset | None) -> SearchIndex:
+    from ds_assets.index import fulltext
+
+    return fulltext.FullTextIndex.open(folder, dataset=dataset)
+
+
+def _open_qdrant(info: Mapping[str, Any], folder: str, dataset: Dataset | None) -> SearchIndex:
+    from ds_assets.index import qdrant
+
+    client = qdrant.client_for(
+        url=info.get("url"), path=info.get("path"), api_key=os.environ.get("QDRANT_API_KEY")
+    )
+    return qdrant.QdrantIndex(client, info["alias"], dataset=dataset, embed=info.get("embed"))
+
+
+def _open_elasticsearch(
+    info: Mapping[str, Any], folder: str, dataset: Dataset | None
+) -> SearchIndex:
+    from elasticsearch import Elasticsearch
+
+    from ds_assets.index import elasticsearch
+
+    api_key = os.environ.get("ELASTICSEARCH_API_KEY")
+    client = (
+        Elasticsearch(info["hosts"], api_key=api_key) if api_key else Elasticsearch(info["hosts"])
+    )
+    return elasticsearch.ElasticsearchIndex(
+        client, info["alias"], info["text_columns"], dataset=dataset
+    )
+
+
+_OPENERS = {
+    "faiss": _open_faiss,
+    "fulltext": _open_fulltext,
+    "qdrant": _open_qdrant,
+    "elasticsearch": _open_elasticsearch,
+}
+
+
+def open_stored(info: Mapping[str, Any], folder: str, dataset: Dataset | None) -> SearchIndex:
+    """The search object of a stored index, its rows read from `dataset`.
+
+    Server engines connect with the URL in `info` and the API key in `$QDRANT_API_KEY` /
+    `$ELASTICSEARCH_API_KEY` (credentials are never stored).
+    """
+    engine = info.get("engine")
+    if engine not in _OPENERS:
+        raise SearchIndexError(
+            f"stored index of unknown engine {engine!r}; known: {list(_OPENERS)}"
+        )
+    return _OPENERS[engine](info, folder, dataset)
+
+
+def engine_module(engine: str):
+    """The `ds_assets.index` module of an engine."""
+    return importlib.import_module(f"ds_assets.index.{engine}")
