@@ -148,9 +148,12 @@ def new_files_sensor(
         cursor = json.loads(context.cursor) if context.cursor else {}
         client = s3_client_of(getattr(context.resources, s3_resource_key)) if on_s3 else None
         limit = window + len(cursor.get("pending", {})) + len(cursor.get("done", []))
-        entries = list(
-            list_files(location, "*", after=cursor.get("after"), limit=limit, s3_client=client)
-        )
+        try:
+            entries = list(
+                list_files(location, "*", after=cursor.get("after"), limit=limit, s3_client=client)
+            )
+        except FileNotFoundError:
+            return SkipReason(f"{location} does not exist (yet)")
         ready, next_cursor = file_tick(
             entries, cursor, matches, max_new=max_new_per_tick, ready_marker=ready_marker
         )
@@ -159,6 +162,40 @@ def new_files_sensor(
         return _result(context, source, ready, next_cursor, selection)
 
     return _sensor
+
+
+def new_range_keys(
+    engine: Any,
+    table: str,
+    column: str,
+    *,
+    after: Any = None,
+    rows_per_partition: int = 100_000,
+    max_partitions: int = 10,
+    schema: str | None = None,
+) -> tuple[list[str], Any]:
+    """(partition keys of the next ranges of rows with `column` above `after`, the last range's
+    end): what `new_rows_sensor` adds at one tick.
+
+    >>> import sqlalchemy as sa
+    >>> engine = sa.create_engine("sqlite://")
+    >>> with engine.begin() as connection:
+    ...     _ = connection.execute(sa.text("CREATE TABLE t (id INTEGER)"))
+    ...     _ = connection.execute(sa.text("INSERT INTO t VALUES (1), (2), (3)"))
+    >>> new_range_keys(engine, "t", "id", rows_per_partition=2)
+    (['start..2', '2..3'], 3)
+    """
+    from ds_assets.formats import sql
+
+    ranges = sql.new_row_ranges(
+        engine, table, column, after=after, rows_per_range=rows_per_partition,
+        max_ranges=max_partitions, schema=schema,
+    )  # fmt: skip
+    keys = []
+    for row_range in ranges:
+        keys.append(range_key(after, row_range.high))
+        after = row_range.high
+    return keys, after
 
 
 def new_rows_sensor(
@@ -199,21 +236,15 @@ def new_rows_sensor(
         description=f"new rows of {config['table']} by {column}",
     )
     def _sensor(context: SensorEvaluationContext):
-        from ds_assets.formats import sql
-
         cursor = json.loads(context.cursor) if context.cursor else {}
         last = parse_bound(cursor["high"]) if cursor.get("high") else None
         engine = getattr(context.resources, sql_resource_key).get_engine()
-        ranges = sql.new_row_ranges(
-            engine, config["table"], column, after=last, rows_per_range=rows_per_partition,
-            max_ranges=max_partitions_per_tick, schema=config.get("schema"),
+        keys, high = new_range_keys(
+            engine, config["table"], column, after=last, rows_per_partition=rows_per_partition,
+            max_partitions=max_partitions_per_tick, schema=config.get("schema"),
         )  # fmt: skip
-        if not ranges:
+        if not keys:
             return SkipReason(f"no rows of {config['table']} with {column} above {last}")
-        keys = []
-        for row_range in ranges:
-            keys.append(range_key(last, row_range.high))
-            last = row_range.high
-        return _result(context, source, keys, {"high": format_bound(last)}, selection)
+        return _result(context, source, keys, {"high": format_bound(high)}, selection)
 
     return _sensor

@@ -4,7 +4,7 @@ import json
 import os
 
 import pytest
-from dagster import DagsterInstance, asset, materialize
+from dagster import DagsterInstance, asset, build_sensor_context, materialize
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -210,7 +210,7 @@ def test_new_rows_become_fixed_ranges_picked_up_once(instance, tmp_path):
     sensor = new_rows_sensor(source, rows_per_partition=3, max_partitions_per_tick=2)
     driver = SensorDriver(sensor, instance, [source], {"sql": resource})
     before = driver.cursor or ""  # no cursor yet
-    assert driver.tick() == ["..3", "3..6"]  # at most two ranges per tick
+    assert driver.tick() == ["start..3", "3..6"]  # at most two ranges per tick
     assert driver.tick(cursor=before) == []  # an overlapping tick re-adds nothing
     assert driver.tick() == ["6..7"]
     assert driver.tick() == []
@@ -257,7 +257,7 @@ def test_timestamp_cursor_on_postgresql(instance, tmp_path):
         driver = SensorDriver(sensor, instance, [source], {"sql": resource})
         keys = driver.tick()
         assert keys == [
-            "..2026-01-01T01:00:00+00:00",
+            "start..2026-01-01T01:00:00+00:00",
             "2026-01-01T01:00:00+00:00..2026-01-01T03:00:00+00:00",
             "2026-01-01T03:00:00+00:00..2026-01-01T04:00:00+00:00",
         ]
@@ -270,3 +270,10 @@ def test_timestamp_cursor_on_postgresql(instance, tmp_path):
     finally:
         with engine.begin() as connection:
             connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+
+
+def test_a_missing_folder_is_skipped_with_its_name(instance, tmp_path):
+    source = file_source("events", str(tmp_path / "not_yet"), "*.json", read_json_lines)
+    sensor = new_files_sensor(source)
+    data = sensor.evaluate_tick(build_sensor_context(instance=instance))
+    assert data.run_requests == [] and "not_yet does not exist" in data.skip_message

@@ -5,7 +5,7 @@ partition reads the same rows. Bounds keep their type through the key: integers,
 dates and timestamps (ISO 8601, with their time zone).
 
 >>> range_key(None, 100), range_key(100, 250)
-('..100', '100..250')
+('start..100', '100..250')
 >>> parse_range_key("100..250")
 (100, 250)
 """
@@ -63,14 +63,18 @@ def parse_bound(text: str) -> Any:
         raise ValueError(f"cursor bound {text!r}: expected a number, date or timestamp") from None
 
 
+NO_LOWER_BOUND = "start"
+
+
 def range_key(low: Any, high: Any) -> str:
-    """The partition key of rows with `low < cursor <= high` (`low` None: no lower bound)."""
-    return f"{'' if low is None else format_bound(low)}..{format_bound(high)}"
+    """The partition key of rows with `low < cursor <= high` (`low` None: no lower bound,
+    written `start`, so a key never begins with a dot and stays a plain folder name)."""
+    return f"{NO_LOWER_BOUND if low is None else format_bound(low)}..{format_bound(high)}"
 
 
 def parse_range_key(key: str) -> tuple[Any, Any]:
     """(low or None, high) of a key made by `range_key`."""
     low, separator, high = key.partition("..")
-    if not separator or not high:
-        raise ValueError(f"partition key {key!r}: expected '<low>..<high>' or '..<high>'")
-    return (parse_bound(low) if low else None), parse_bound(high)
+    if not separator or not low or not high:
+        raise ValueError(f"partition key {key!r}: expected '<low>..<high>' or 'start..<high>'")
+    return (None if low == NO_LOWER_BOUND else parse_bound(low)), parse_bound(high)
