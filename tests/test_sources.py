@@ -4,7 +4,7 @@ import json
 import os
 
 import pytest
-from dagster import DagsterInstance, asset, build_sensor_context, materialize
+from dagster import DagsterInstance, Definitions, asset, build_sensor_context, materialize
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -275,5 +275,6 @@ def test_timestamp_cursor_on_postgresql(instance, tmp_path):
 def test_a_missing_folder_is_skipped_with_its_name(instance, tmp_path):
     source = file_source("events", str(tmp_path / "not_yet"), "*.json", read_json_lines)
     sensor = new_files_sensor(source)
-    data = sensor.evaluate_tick(build_sensor_context(instance=instance))
-    assert data.run_requests == [] and "not_yet does not exist" in data.skip_message
+    definitions = Definitions(assets=[source], sensors=[sensor])
+    data = sensor.evaluate_tick(build_sensor_context(instance=instance, definitions=definitions))
+    assert not data.run_requests and "not_yet does not exist" in data.skip_message
