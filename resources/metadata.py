@@ -119,7 +119,7 @@ def index_metadata(manifest: Manifest, sample: dict[str, Any], location: str) ->
         "version": manifest.version,
         "num_bytes": manifest.num_bytes,
     }
-    for name in ("dimension", "metric", "distance", "physical_name", "alias", "build_seconds"):
+    for name in ("dimension", "metric", "distance", "physical", "alias", "build_seconds"):
         if info.get(name) is not None:
             metadata[name] = info.pop(name)
     metadata["index"] = MetadataValue.json({k: v for k, v in info.items() if v is not None})

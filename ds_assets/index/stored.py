@@ -52,11 +52,14 @@ def _open_fulltext(info: Mapping[str, Any], folder: str, dataset: Dataset | None
 
 
 def _open_qdrant(info: Mapping[str, Any], folder: str, dataset: Dataset | None) -> SearchIndex:
+    from qdrant_client import QdrantClient
+
     from ds_assets.index import qdrant
 
-    client = qdrant.client_for(
-        url=info.get("url"), path=info.get("path"), api_key=os.environ.get("QDRANT_API_KEY")
-    )
+    if info.get("url"):
+        client = QdrantClient(url=info["url"], api_key=os.environ.get("QDRANT_API_KEY"))
+    else:
+        client = qdrant.local_client(info["path"])
     return qdrant.QdrantIndex(client, info["alias"], dataset=dataset, embed=info.get("embed"))
 
 
