@@ -278,3 +278,44 @@ def test_a_missing_folder_is_skipped_with_its_name(instance, tmp_path):
     definitions = Definitions(assets=[source], sensors=[sensor])
     data = sensor.evaluate_tick(build_sensor_context(instance=instance, definitions=definitions))
     assert not data.run_requests and "not_yet does not exist" in data.skip_message
+
+
+def run_partition(source, key, instance, tmp_path, **resources):
+    everything = {"io_manager": DatasetIOManager(base_dir=str(tmp_path / "data")), **resources}
+    instance.add_dynamic_partitions(source.partitions_def.name, [key])
+    assert materialize([source], resources=everything, instance=instance,
+                       partition_key=key).success  # fmt: skip
+    return Dataset.load_from_disk(str(tmp_path / "data" / source.key.path[-1] / key))
+
+
+def test_xml_hdf5_and_webdataset_sources_read_their_files(instance, incoming, tmp_path):
+    import io
+    import tarfile
+
+    import h5py
+    import numpy as np
+
+    from ds_assets import hdf5_source, webdataset_source, xml_source
+
+    with open(os.path.join(incoming, "day1.xml"), "w") as handle:
+        handle.write('<orders><order id="7"><item>tea</item></order></orders>')
+    orders = xml_source("orders", incoming, row_tag="order")
+    assert run_partition(orders, "day1.xml", instance, tmp_path)[:] == {
+        "id": ["7"], "item": ["tea"],
+    }  # fmt: skip
+
+    with h5py.File(os.path.join(incoming, "scan.h5"), "w") as handle:
+        handle["x"] = np.arange(6, dtype="int32").reshape(3, 2)
+    scans = hdf5_source("scans", incoming)
+    assert run_partition(scans, "scan.h5", instance, tmp_path)["x"][:] == [[0, 1], [2, 3], [4, 5]]
+
+    with tarfile.open(os.path.join(incoming, "shard-000.tar"), "w") as tar:
+        for name, body in (("a.txt", b"first"), ("a.cls", b"1"), ("b.txt", b"second"),
+                           ("b.cls", b"0")):  # fmt: skip
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    shards = webdataset_source("shards", incoming)
+    stored = run_partition(shards, "shard-000.tar", instance, tmp_path)
+    assert stored["__key__"][:] == ["a", "b"] and stored["txt"][:] == ["first", "second"]
+    assert stored["cls"][:] == [1, 0]
