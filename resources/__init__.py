@@ -6,6 +6,15 @@
 """
 
 from resources.io_managers import DatasetIOManager, DatasetTypeError, S3DatasetIOManager
+from resources.elasticsearch import ElasticsearchResource
+from resources.qdrant import QdrantResource
 from resources.sql import SQLResource
 
-__all__ = ["DatasetIOManager", "DatasetTypeError", "S3DatasetIOManager", "SQLResource"]
+__all__ = [
+    "DatasetIOManager",
+    "DatasetTypeError",
+    "ElasticsearchResource",
+    "QdrantResource",
+    "S3DatasetIOManager",
+    "SQLResource",
+]

@@ -9,7 +9,7 @@ import pyarrow as pa
 from dagster import MetadataValue, TableColumn, TableSchema
 from datasets import ClassLabel, Features, LargeList, List, Value
 
-from ds_assets.storage import Manifest, SaveResult
+from ds_assets.storage import DatasetStore, Manifest, SaveResult
 
 PREVIEW_CELL_CHARS = 60
 
@@ -110,15 +110,19 @@ def output_metadata(results: dict[str, SaveResult], location: str) -> dict[str, 
 def index_metadata(manifest: Manifest, sample: dict[str, Any], location: str) -> dict[str, Any]:
     """Metadata of a stored search index: what it is, what it indexes, one sample query."""
     info = dict(manifest.index or {})
+    links = DatasetStore.bundle_links(manifest)
     metadata: dict[str, Any] = {
         "dagster/uri": MetadataValue.path(location) if "://" not in location else location,
         "engine": info.pop("engine", "?"),
-        "count": info.pop("count", manifest.num_rows),
-        "dataset": manifest.source["path"],
-        "dataset_version": manifest.source["version"],
+        "count": info.get("count", manifest.num_rows),
+        "dagster/row_count": info.pop("count", manifest.num_rows),
+        "dataset": ", ".join(link["path"] for link in links),
+        "dataset_version": ", ".join(link["version"] for link in links),
         "version": manifest.version,
         "num_bytes": manifest.num_bytes,
     }
+    if "physical_name" in info:
+        info["physical"] = info.pop("physical_name")
     for name in ("dimension", "metric", "distance", "physical", "alias", "build_seconds"):
         if info.get(name) is not None:
             metadata[name] = info.pop(name)

@@ -1,0 +1,675 @@
+"""Elasticsearch full-text index over text columns of a `datasets.Dataset`, behind an alias.
+
+`build` creates a new physical index `<index>__<version>`, bulk-loads the rows, refreshes it and
+then moves the alias `<index>` in one `update_aliases` call, so readers querying the alias see
+the old version until the swap and never a half-filled index. `ElasticsearchIndex` queries the
+alias with the search API of `ds_assets.index.base` (BM25 scores, larger is better).
+
+What we build on, and what is ours:
+
+- the official `elasticsearch` client: `helpers.streaming_bulk` / `helpers.parallel_bulk` for
+  loading (chunking, serialization, threads), `msearch` for batches of queries, the index and
+  alias APIs. Nothing here speaks HTTP or JSON itself.
+- `datasets` / `pyarrow`: rows are read batch by batch from the memory-mapped dataset
+  (`with_format("arrow").iter`), never the whole column at once.
+- ours: mappings inferred from the dataset's Features, the row position stored in every
+  document (`ROW_FIELD`) so hits map back to rows, an error naming the rejected documents
+  (row, id, reason), the clean-up that never leaves a partial index behind the alias, and the
+  query (BM25 `multi_match` with exact phrases ranked first, the caller's `filter` clause).
+
+Mappings inferred from Features (when `mappings` is not given):
+
+- string columns: `text` with a `keyword` sub-field (`<column>.keyword`, strings up to 256
+  characters), as Elasticsearch's own dynamic mapping does: full-text search on the column and
+  exact `term` filters on the sub-field;
+- integers, floats, booleans (and ClassLabel, stored as its integer): their Elasticsearch type
+  (`long`, `integer`, `short`, `byte`, `unsigned_long`, `double`, `float`, `half_float`,
+  `boolean`); NaN and infinite floats are sent as null, which Elasticsearch accepts (it rejects
+  non-finite numbers); timestamps and dates: `date` (millisecond precision);
+- everything else (lists, structs, images, audio, binary, vectors) is left out of the documents:
+  `nearest_examples` reads rows from the dataset itself, so the index only holds what is searched
+  or filtered on. Text columns may also be lists of strings (a multi-valued `text` field).
+
+With explicit `mappings`, they are used as given (plus `ROW_FIELD`), and the documents carry the
+text columns and the dataset columns the mappings' `properties` name.
+
+When to pick which full-text engine: `ds_assets.index.fulltext` (tantivy) needs no server and is
+stored beside the dataset (notebooks, the demo, one machine); Elasticsearch when the index is
+shared by services, is larger than one machine, or needs its analyzers, aggregations and
+security.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from datasets import ClassLabel, Dataset, Features, LargeList, List, Value
+from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError, helpers
+
+from ds_assets.index.base import SearchIndex, SearchIndexError
+
+ROW_FIELD = "ds_assets_row"  # the row position in the indexed dataset version, in every document
+PHRASE_BOOST = 10.0  # exact phrase matches outrank documents that only share words
+MAX_FAILURES_SHOWN = 10
+BULK_THREADS = 2  # parallel_bulk threads; see bench/index_elasticsearch_bench.py
+BULK_MAX_BYTES = 5 * 1024 * 1024  # per bulk request (Elasticsearch advises 5-15 MB); bounds memory
+
+logger = logging.getLogger(__name__)
+
+_STRING_TYPES = {"string", "large_string"}
+_SCALAR_TYPES = {
+    "bool": "boolean",
+    "int8": "byte",
+    "int16": "short",
+    "int32": "integer",
+    "int64": "long",
+    "uint8": "short",
+    "uint16": "integer",
+    "uint32": "long",
+    "uint64": "unsigned_long",
+    "float16": "half_float",
+    "float32": "float",
+    "float64": "double",
+    "date32": "date",
+    "date64": "date",
+}
+_FLOAT_TYPES = {"float16", "float32", "float64"}
+_ID_TYPES = _STRING_TYPES | {t for t in _SCALAR_TYPES if t.startswith(("int", "uint"))}
+_NOT_JSON_TYPES = {"binary", "large_binary"}
+_FORBIDDEN_NAME = re.compile(r'[\\/*?"<>| ,#:A-Z]')
+_TEXT_MAPPING = {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 256}}}
+
+
+class BulkLoadError(SearchIndexError):
+    """Elasticsearch rejected documents; `failures` lists the first ones (row, id, reason)."""
+
+    def __init__(self, message: str, failures: list[dict[str, Any]]):
+        super().__init__(message)
+        self.failures = failures
+
+
+def physical_name(index: str, version: str) -> str:
+    """The physical index holding one version of the alias `index`.
+
+    >>> physical_name("docs", "20250101t000000000000-1a2b3c4d")
+    'docs__20250101t000000000000-1a2b3c4d'
+    """
+    _check_name(index, "index (alias) name")
+    _check_name(version, "version")
+    physical = f"{index}__{version}"
+    if len(physical.encode()) > 255:
+        raise SearchIndexError(
+            f"index name {physical!r} is {len(physical.encode())} bytes; Elasticsearch allows 255"
+        )
+    return physical
+
+
+def _check_name(name: str, what: str) -> None:
+    # Elasticsearch's own rules for index names, checked before anything is sent.
+    if not isinstance(name, str) or not name or name in {".", ".."}:
+        raise SearchIndexError(f"{what} {name!r}: expected a non-empty lowercase name")
+    bad = _FORBIDDEN_NAME.search(name)
+    if bad or name.startswith(("-", "_", "+")):
+        raise SearchIndexError(
+            f"{what} {name!r}: Elasticsearch index names are lowercase, without "
+            '\\ / * ? " < > | space , # : and do not start with - _ +'
+            + (f"; found {bad.group()!r}" if bad else "")
+        )
+
+
+def infer_mappings(features: Features, text_columns: Sequence[str]) -> dict[str, Any]:
+    """Elasticsearch mappings for a dataset's Features (see the module docstring for the rules).
+
+    >>> from datasets import Features, Value, Image
+    >>> features = Features({"title": Value("string"), "year": Value("int32"),
+    ...                      "image": Image()})
+    >>> infer_mappings(features, ["title"])["properties"]  # doctest: +NORMALIZE_WHITESPACE
+    {'title': {'type': 'text', 'fields': {'keyword': {'type': 'keyword', 'ignore_above': 256}}},
+     'year': {'type': 'integer'}, 'ds_assets_row': {'type': 'long'}}
+    """
+    _check_text_columns(features, text_columns)
+    properties = {}
+    for column, feature in features.items():
+        field = _text_column_mapping(feature) if column in text_columns else None
+        properties[column] = field or _scalar_mapping(feature)
+    properties = {column: field for column, field in properties.items() if field is not None}
+    return {"properties": {**properties, ROW_FIELD: {"type": "long"}}}
+
+
+def _scalar_mapping(feature: Any) -> dict[str, Any] | None:
+    dtype = _scalar_dtype(feature)
+    if dtype is None:
+        return None
+    if dtype in _STRING_TYPES:
+        return copy.deepcopy(_TEXT_MAPPING)
+    if dtype.startswith("timestamp"):
+        return {"type": "date"}
+    return {"type": _SCALAR_TYPES[dtype]} if dtype in _SCALAR_TYPES else None
+
+
+def _scalar_dtype(feature: Any) -> str | None:
+    if isinstance(feature, ClassLabel):
+        return "int64"
+    return feature.dtype if isinstance(feature, Value) else None
+
+
+def _text_column_mapping(feature: Any) -> dict[str, Any] | None:
+    if isinstance(feature, (List, LargeList)):
+        feature = feature.feature
+    if _scalar_dtype(feature) in _STRING_TYPES:
+        return copy.deepcopy(_TEXT_MAPPING)
+    return None
+
+
+def _check_text_columns(features: Features, text_columns: Sequence[str]) -> None:
+    if not text_columns:
+        raise SearchIndexError("text_columns is empty; expected at least one string column")
+    for column in text_columns:
+        if column not in features:
+            raise SearchIndexError(f"text column {column!r} is not in the dataset {list(features)}")
+        if _text_column_mapping(features[column]) is None:
+            raise SearchIndexError(
+                f"text column {column!r} holds {features[column]}; expected strings "
+                "(Value('string') or a list of them)"
+            )
+
+
+def _document_columns(
+    features: Features, text_columns: Sequence[str], mappings: Mapping[str, Any]
+) -> list[str]:
+    """The dataset columns sent in each document: those the mappings name, text columns first."""
+    named = [c for c in mappings.get("properties", {}) if c in features and c != ROW_FIELD]
+    columns = list(dict.fromkeys([*text_columns, *named]))
+    for column in columns:
+        if not _json_compatible(features[column]):
+            raise SearchIndexError(
+                f"column {column!r} holds {features[column]}, which has no JSON form to send to "
+                "Elasticsearch; leave it out of the mappings (rows are read from the dataset)"
+            )
+    return columns
+
+
+def _json_compatible(feature: Any) -> bool:
+    if isinstance(feature, dict):
+        return all(_json_compatible(value) for value in feature.values())
+    if isinstance(feature, (List, LargeList)):
+        return _json_compatible(feature.feature)
+    if isinstance(feature, ClassLabel):
+        return True
+    if isinstance(feature, Value):
+        return feature.dtype not in _NOT_JSON_TYPES and not feature.dtype.startswith(
+            ("time32", "time64", "duration")
+        )
+    return type(feature).__name__.startswith("Array")  # ArrayND: nested lists of numbers
+
+
+def _full_mappings(
+    dataset: Dataset, text_columns: list[str], mappings: Mapping[str, Any] | None, meta: dict
+) -> dict[str, Any]:
+    if mappings is None:
+        full = infer_mappings(dataset.features, text_columns)
+    elif not isinstance(mappings, Mapping) or not isinstance(mappings.get("properties", {}), dict):
+        raise SearchIndexError(
+            f"mappings must be a dict like {{'properties': {{...}}}}, got {mappings!r}"
+        )
+    else:
+        _check_text_columns(dataset.features, text_columns)
+        full = copy.deepcopy(dict(mappings))
+        properties = full.setdefault("properties", {})
+        row_mapping = properties.setdefault(ROW_FIELD, {"type": "long"})
+        if row_mapping != {"type": "long"}:
+            raise SearchIndexError(
+                f"mappings['properties'][{ROW_FIELD!r}] is {row_mapping!r}; that field holds the "
+                "row position of each document and must be {'type': 'long'} (or left out)"
+            )
+    full["_meta"] = {**full.get("_meta", {}), "ds_assets": meta}
+    return full
+
+
+def _check_columns(dataset: Dataset, id_column: str | None) -> None:
+    if ROW_FIELD in dataset.column_names:
+        raise SearchIndexError(
+            f"the dataset has a column {ROW_FIELD!r}, the field that holds each document's row "
+            "position; rename it"
+        )
+    if id_column is None:
+        return
+    if id_column not in dataset.features:
+        raise SearchIndexError(
+            f"id_column {id_column!r} is not in the dataset {dataset.column_names}"
+        )
+    if _scalar_dtype(dataset.features[id_column]) not in _ID_TYPES:
+        raise SearchIndexError(
+            f"id_column {id_column!r} holds {dataset.features[id_column]}; expected integers or "
+            "strings"
+        )
+
+
+def _refresh_interval_given(settings: Mapping[str, Any] | None) -> bool:
+    if not settings:
+        return False
+    nested = settings.get("index", {})
+    return (
+        "refresh_interval" in settings
+        or "index.refresh_interval" in settings
+        or (isinstance(nested, Mapping) and "refresh_interval" in nested)
+    )
+
+
+def _api_reason(error: ApiError) -> str:
+    body = error.body if isinstance(error.body, dict) else {}
+    detail = body.get("error")
+    if isinstance(detail, dict):
+        return _error_text(detail)
+    return str(detail or error.message)
+
+
+def _error_text(error: Any) -> str:
+    """`type: reason (caused by: …)` of an Elasticsearch error object."""
+    if not isinstance(error, dict):
+        return str(error)
+    text = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+    cause = error.get("caused_by")
+    if isinstance(cause, dict) and cause.get("reason"):
+        text += f" (caused by {cause.get('type', 'error')}: {cause['reason']})"
+    return text
+
+
+def _indices_behind(client: Elasticsearch, alias: str) -> list[str]:
+    """The physical indices the alias points at now; an error if `alias` is a concrete index."""
+    try:
+        return sorted(client.indices.get_alias(name=alias).body)
+    except NotFoundError:
+        pass
+    if client.indices.exists(index=alias):
+        raise SearchIndexError(
+            f"{alias!r} is an Elasticsearch index, not an alias; build() keeps versions in "
+            f"'{alias}__<version>' indices behind the alias {alias!r}: delete or rename that "
+            "index, or pick another name"
+        )
+    return []
+
+
+def _documents(
+    dataset: Dataset,
+    physical: str,
+    columns: list[str],
+    id_column: str | None,
+    batch_size: int,
+) -> Iterator[dict[str, Any]]:
+    """Bulk `create` actions, one per row, read batch by batch from the dataset."""
+    floats = [c for c in columns if _scalar_dtype(dataset.features[c]) in _FLOAT_TYPES]
+    selected = list(dict.fromkeys([*columns, *([id_column] if id_column else [])]))
+    start = 0
+    for table in dataset.select_columns(selected).with_format("arrow").iter(batch_size):
+        ids = _document_ids(table, id_column, start)
+        sources = _finite_floats(table.select(columns), floats).to_pylist()
+        for offset, (document_id, source) in enumerate(zip(ids, sources, strict=True)):
+            source[ROW_FIELD] = start + offset
+            yield {"_op_type": "create", "_index": physical, "_id": document_id, "_source": source}
+        start += table.num_rows
+
+
+def _document_ids(table: pa.Table, id_column: str | None, start: int) -> list[str]:
+    if id_column is None:
+        return [str(row) for row in range(start, start + table.num_rows)]
+    values = table.column(id_column)
+    if values.null_count:
+        row = start + pc.index(pc.is_null(values), True).as_py()
+        raise SearchIndexError(f"id_column {id_column!r}, row {row}: null id; expected a value")
+    return [str(value) for value in values.to_pylist()]
+
+
+def _finite_floats(table: pa.Table, columns: list[str]) -> pa.Table:
+    # Elasticsearch rejects NaN and infinities; null is what a missing number is there.
+    for column in columns:
+        values = table.column(column)
+        finite = pc.is_finite(values)
+        if pc.all(pc.or_kleene(finite, pc.is_null(values))).as_py() is False:
+            index = table.schema.get_field_index(column)
+            table = table.set_column(index, column, pc.if_else(finite, values, None))
+    return table
+
+
+def _bulk_load(
+    client: Elasticsearch,
+    actions: Iterator[dict[str, Any]],
+    physical: str,
+    chunk_size: int,
+    parallel: bool,
+    aftermath: str,
+) -> None:
+    if parallel:
+        results = helpers.parallel_bulk(
+            client, actions, thread_count=BULK_THREADS, queue_size=BULK_THREADS,
+            chunk_size=chunk_size, max_chunk_bytes=BULK_MAX_BYTES,
+        )  # fmt: skip
+    else:
+        results = helpers.streaming_bulk(
+            client, actions, chunk_size=chunk_size, max_chunk_bytes=BULK_MAX_BYTES,
+            max_retries=3, yield_ok=False,
+        )  # fmt: skip
+    try:
+        deque(results, maxlen=0)
+    except helpers.BulkIndexError as error:
+        raise _rejected(error, physical, aftermath) from None
+    except ApiError as error:
+        raise SearchIndexError(
+            f"bulk load into Elasticsearch index {physical!r} failed: {_api_reason(error)}"
+        ) from error
+
+
+def _rejected(error: helpers.BulkIndexError, physical: str, aftermath: str) -> BulkLoadError:
+    failures = []
+    for item in error.errors:
+        ((_, info),) = item.items()
+        failures.append(
+            {
+                "row": (info.get("data") or {}).get(ROW_FIELD),
+                "id": info.get("_id"),
+                "status": info.get("status"),
+                "reason": _error_text(info.get("error")) + _hint(info.get("error")),
+            }
+        )
+    failures.sort(key=lambda failure: (failure["row"] is None, failure["row"]))
+    shown = failures[:MAX_FAILURES_SHOWN]
+    lines = [f"  row {f['row']} (id {f['id']!r}): {f['reason']}" for f in shown]
+    if len(failures) > len(shown):
+        lines.append(f"  … and {len(failures) - len(shown)} more in the same chunk")
+    message = (
+        f"Elasticsearch rejected {len(failures)} document(s) of index {physical!r} (loading "
+        f"stopped at the first chunk with rejections; {aftermath}):\n" + "\n".join(lines)
+    )
+    return BulkLoadError(message, failures)
+
+
+def _hint(error: Any) -> str:
+    if isinstance(error, dict) and error.get("type") == "version_conflict_engine_exception":
+        return " [an earlier row has the same id: id_column values must be unique]"
+    return ""
+
+
+def _finish_load(
+    client: Elasticsearch, physical: str, restore_refresh: bool, expected: int
+) -> None:
+    if restore_refresh:
+        client.indices.put_settings(index=physical, settings={"index": {"refresh_interval": None}})
+    client.indices.refresh(index=physical)
+    count = client.count(index=physical)["count"]
+    if count != expected:
+        raise SearchIndexError(
+            f"Elasticsearch index {physical!r} holds {count} documents after the load; expected "
+            f"{expected} (one per row)"
+        )
+
+
+def _swap_alias(client: Elasticsearch, alias: str, physical: str, old: list[str]) -> None:
+    """Point `alias` at `physical` and away from `old` in one atomic `update_aliases` call."""
+    actions: list[dict[str, Any]] = [
+        {"remove": {"index": name, "alias": alias, "must_exist": True}} for name in old
+    ]
+    actions.append({"add": {"index": physical, "alias": alias}})
+    try:
+        response = client.indices.update_aliases(actions=actions)
+    except NotFoundError as error:
+        raise SearchIndexError(
+            f"the alias {alias!r} no longer points at {old} (another build of the same index "
+            f"swapped it meanwhile?): {_api_reason(error)}; the alias was not moved"
+        ) from error
+    if response.body.get("errors"):
+        raise SearchIndexError(
+            f"moving the alias {alias!r} to {physical!r} failed: {response.body}"
+        )
+
+
+def _discard(client: Elasticsearch, alias: str, physical: str) -> None:
+    """Delete a new index that did not become live (unless the swap did happen after all)."""
+    try:
+        if physical in _indices_behind(client, alias):
+            return
+        client.options(ignore_status=404).indices.delete(index=physical)
+    except (ApiError, TransportError, SearchIndexError) as error:
+        logger.warning(
+            "could not delete the unfinished Elasticsearch index %r: %s", physical, error
+        )
+
+
+def _delete_old(client: Elasticsearch, alias: str, old: list[str]) -> None:
+    ours = [name for name in old if name.startswith(f"{alias}__")]
+    others = sorted(set(old) - set(ours))
+    if others:
+        logger.warning("alias %r was moved away from %s, which are left in place", alias, others)
+    if not ours:
+        return
+    try:
+        client.options(ignore_status=404).indices.delete(index=",".join(ours))
+    except (ApiError, TransportError) as error:
+        logger.warning(
+            "alias %r moved, but deleting the old index %s failed: %s", alias, ours, error
+        )
+
+
+def build(
+    client: Elasticsearch,
+    dataset: Dataset,
+    index: str,
+    text_columns: Sequence[str] | str,
+    *,
+    mappings: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    id_column: str | None = None,
+    version: str,
+    chunk_size: int = 500,
+    parallel: bool = True,
+) -> ElasticsearchIndex:
+    """Index `dataset` into a new `<index>__<version>` and move the alias `index` to it.
+
+    Documents carry the columns the mappings name (inferred from Features when `mappings` is
+    None; see the module docstring) and their row position (`ROW_FIELD`); their `_id` is the
+    `id_column` value, else the row position. Any rejected document raises `BulkLoadError`
+    naming the first ones (row, id, reason), deletes the new index and leaves the alias where it
+    was. After the load the index is refreshed, the alias moved in one `update_aliases` call
+    (remove the old, add the new) and the old `<index>__*` index deleted.
+
+    >>> from elasticsearch import Elasticsearch
+    >>> docs = Dataset.from_dict({"title": ["a red fox", "a brown dog"]})
+    >>> index = build(Elasticsearch("http://127.0.0.1:9200"), docs, "docs", ["title"],
+    ...               version="v1")  # doctest: +SKIP
+    >>> index.search("fox", k=1)  # doctest: +SKIP
+    ([0.6931471824645996], [0])
+    """
+    text_columns = _as_columns(text_columns)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise SearchIndexError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    physical = physical_name(index, version)
+    _check_columns(dataset, id_column)
+    meta = {"alias": index, "version": version, "num_rows": len(dataset),
+            "text_columns": text_columns, "id_column": id_column, "row_field": ROW_FIELD,
+            "dataset_fingerprint": getattr(dataset, "_fingerprint", None)}  # fmt: skip
+    full_mappings = _full_mappings(dataset, text_columns, mappings, meta)
+    columns = _document_columns(dataset.features, text_columns, full_mappings)
+    old = _indices_behind(client, index)
+    restore_refresh = not _refresh_interval_given(settings)
+    _create_index(client, physical, full_mappings, settings, restore_refresh)
+    try:
+        actions = _documents(dataset, physical, columns, id_column, chunk_size)
+        aftermath = f"the new index is deleted, the alias {index!r} stays on {old or 'nothing'}"
+        _bulk_load(client, actions, physical, chunk_size, parallel, aftermath)
+        _finish_load(client, physical, restore_refresh, len(dataset))
+        _swap_alias(client, index, physical, old)
+    except BaseException:
+        _discard(client, index, physical)
+        raise
+    _delete_old(client, index, old)
+    return ElasticsearchIndex(client, index, text_columns, dataset=dataset)
+
+
+def _create_index(
+    client: Elasticsearch,
+    physical: str,
+    mappings: dict[str, Any],
+    settings: Mapping[str, Any] | None,
+    pause_refresh: bool,
+) -> None:
+    full_settings = copy.deepcopy(dict(settings or {}))
+    if pause_refresh:  # no refresh during the load; the caller's interval is kept if given
+        full_settings["refresh_interval"] = "-1"
+    try:
+        client.indices.create(index=physical, mappings=mappings, settings=full_settings)
+    except ApiError as error:
+        raise SearchIndexError(
+            f"Elasticsearch refused to create index {physical!r}: {_api_reason(error)}"
+        ) from error
+
+
+def _as_columns(text_columns: Sequence[str] | str) -> list[str]:
+    columns = [text_columns] if isinstance(text_columns, str) else list(text_columns)
+    if not columns or not all(isinstance(column, str) for column in columns):
+        raise SearchIndexError(f"text_columns must be column names, got {text_columns!r}")
+    return columns
+
+
+class ElasticsearchIndex(SearchIndex):
+    """Full-text search on the alias `alias` over `text_columns` (BM25; best first).
+
+    A query matches documents sharing any of its words in any text column (`multi_match`);
+    documents holding it as an exact phrase get a boosted `match_phrase` should-clause, so they
+    rank first. `filter` is passed through as the bool query's `filter` clause, in
+    Elasticsearch's own syntax (a query dict or a list of them). Indices are the row positions
+    of the version the alias points at when the query runs.
+
+    >>> from elasticsearch import Elasticsearch
+    >>> index = ElasticsearchIndex(Elasticsearch("http://127.0.0.1:9200"), "docs", ["title"])
+    >>> index.request("red fox", k=3)["query"]["bool"]["must"]
+    [{'multi_match': {'query': 'red fox', 'fields': ['title']}}]
+    >>> index.search("red fox", k=3, filter={"term": {"lang.keyword": "en"}})  # doctest: +SKIP
+    ([2.05, 0.69], [0, 4])
+    """
+
+    engine = "elasticsearch"
+    text_queries = True
+
+    def __init__(
+        self,
+        client: Elasticsearch,
+        alias: str,
+        text_columns: Sequence[str] | str,
+        *,
+        dataset: Dataset | None = None,
+    ):
+        super().__init__(dataset)
+        self.client = client
+        self.alias = alias
+        self.text_columns = _as_columns(text_columns)
+
+    def __repr__(self) -> str:
+        return f"ElasticsearchIndex(alias={self.alias!r}, text_columns={self.text_columns!r})"
+
+    def count(self) -> int:
+        """Number of documents behind the alias."""
+        try:
+            return int(self.client.count(index=self.alias)["count"])
+        except ApiError as error:
+            raise self._error("count", error) from error
+
+    def request(self, query: str, k: int = 10, filter: Any = None) -> dict[str, Any]:
+        """The search request body sent for `query` (to inspect or adapt it)."""
+        match = {"multi_match": {"query": query, "fields": list(self.text_columns)}}
+        # boost on the bool wrapper rather than inside match_phrase: same scores in
+        # Elasticsearch, and the noida-db test server only honours this form
+        phrases = [{"match_phrase": {column: query}} for column in self.text_columns]
+        boolean: dict[str, Any] = {
+            "must": [match],
+            "should": [{"bool": {"should": phrases, "boost": PHRASE_BOOST}}],
+        }
+        if filter is not None:
+            boolean["filter"] = self._checked_filter(filter)
+        return {
+            "query": {"bool": boolean},
+            "size": k,
+            "_source": False,
+            "docvalue_fields": [ROW_FIELD],
+            "track_total_hits": False,
+        }
+
+    @staticmethod
+    def _checked_filter(filter: Any) -> Any:
+        clauses = filter if isinstance(filter, list) else [filter]
+        if not all(isinstance(clause, Mapping) for clause in clauses):
+            raise SearchIndexError(
+                "filter must be an Elasticsearch query dict or a list of them, e.g. "
+                f"{{'term': {{'lang.keyword': 'en'}}}}; got {filter!r}"
+            )
+        return filter
+
+    def _search_batch(
+        self, queries: list[str], k: int, filter: Any
+    ) -> tuple[list[list[float]], list[list[int]]]:
+        if not queries:
+            return [], []
+        bodies = [self.request(query, k, filter) for query in queries]
+        try:
+            if len(bodies) == 1:
+                responses = [self.client.search(index=self.alias, **bodies[0]).body]
+            else:
+                searches = [part for body in bodies for part in ({}, body)]
+                responses = self.client.msearch(index=self.alias, searches=searches)["responses"]
+        except ApiError as error:
+            what = f"search for {queries[0]!r}" if len(queries) == 1 else "msearch"
+            raise self._error(what, error) from error
+        results = [
+            self._hits(response, query) for response, query in zip(responses, queries, strict=True)
+        ]
+        return [scores for scores, _ in results], [rows for _, rows in results]
+
+    def _hits(self, response: Mapping[str, Any], query: str) -> tuple[list[float], list[int]]:
+        if "error" in response:
+            raise SearchIndexError(
+                f"Elasticsearch search for {query!r} on {self.alias!r} failed "
+                f"({response.get('status')}): {_error_text(response['error'])}"
+            )
+        hits = response["hits"]["hits"]
+        return [float(hit["_score"]) for hit in hits], [self._row(hit) for hit in hits]
+
+    def _row(self, hit: Mapping[str, Any]) -> int:
+        try:
+            return int(hit["fields"][ROW_FIELD][0])
+        except (KeyError, IndexError, TypeError):
+            raise SearchIndexError(
+                f"document {hit.get('_id')!r} of index {hit.get('_index')!r} behind the alias "
+                f"{self.alias!r} has no {ROW_FIELD!r} field; expected an index made by "
+                "ds_assets.index.elasticsearch.build"
+            ) from None
+
+    def _error(self, what: str, error: ApiError) -> SearchIndexError:
+        return SearchIndexError(
+            f"Elasticsearch {what} on {self.alias!r} failed ({error.meta.status}): "
+            f"{_api_reason(error)}"
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """What the alias points at: physical index, document count, and the build's record
+        (version, rows, text columns, id column, dataset fingerprint)."""
+        try:
+            found = self.client.indices.get_mapping(index=self.alias).body
+        except ApiError as error:
+            raise self._error("describe", error) from error
+        physical = sorted(found)
+        meta = {}
+        if len(physical) == 1:
+            meta = found[physical[0]]["mappings"].get("_meta", {}).get("ds_assets", {})
+        return {
+            "engine": self.engine,
+            "alias": self.alias,
+            "physical_name": ",".join(physical),
+            "count": self.count(),
+            "text_columns": list(self.text_columns),
+            **{key: value for key, value in meta.items() if key not in {"alias", "text_columns"}},
+        }
