@@ -21,6 +21,10 @@ _FACTORIES = {
     "sql_source": "ds_assets.assets",
     "webdataset_source": "ds_assets.assets",
     "xml_source": "ds_assets.assets",
+    "elasticsearch_index_asset": "ds_assets.assets",
+    "faiss_index_asset": "ds_assets.assets",
+    "fulltext_index_asset": "ds_assets.assets",
+    "qdrant_index_asset": "ds_assets.assets",
     "new_files_sensor": "ds_assets.sensors",
     "new_rows_sensor": "ds_assets.sensors",
 }

@@ -144,9 +144,12 @@ class _DatasetIOManagerBase(ConfigurableIOManager):
             manifest = store.save_bundle(key, built.folder, built.dataset, built.info)
         finally:
             built.discard()
+        indexed = ", ".join(
+            f"{link['path']}@{link['version']}" for link in store.bundle_links(manifest)
+        )
         context.log.info(
             f"stored {built.info['engine']} index of {manifest.num_rows} rows at "
-            f"{store.uri(key)} (indexes version {manifest.source['version']})"
+            f"{store.uri(key)} (indexes {indexed})"
         )
         return index_metadata(manifest, built.sample, store.uri(key))
 

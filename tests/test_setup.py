@@ -89,6 +89,18 @@ def test_demo_pipeline_materializes(tmp_path):
         [dream, biscoe], probabilities=[0.6, 0.4], seed=0, stopping_strategy="all_exhausted"
     )
     assert store.load(("penguins_mixed",))[:] == mixed[:]
+    # the field station: an XML file and SQL rows picked up as partitions, then indexed
+    observations = store.load(("penguin_observations", "2026-11-24.xml"))
+    assert len(observations) == 40 and observations.features["species"].names[0] == "Adelie"
+    notes = [store.load(("field_notes", key)) for key in ("start..20", "20..40", "40..50")]
+    assert [len(part) for part in notes] == [20, 20, 10]
+    from ds_assets.index.stored import open_stored
+
+    for name in ("field_notes_text", "field_notes_faiss"):
+        manifest, folder, dataset = store.load_bundle((name,))
+        index = open_stored(manifest.index, folder, dataset)
+        rows = index.nearest_examples("krill", k=1)[1]
+        assert "diving for krill" in rows["note"][0], name
 
 
 def test_definitions_load_as_a_code_location():

@@ -77,8 +77,8 @@ def _indexed_keys(context: AssetExecutionContext, key: AssetKey):
 
 def _input_partitioned(context: AssetExecutionContext) -> bool:
     try:
-        context.asset_partition_keys_for_input("dataset")
-    except DagsterInvariantViolationError:
+        context.asset_partitions_def_for_input("dataset")
+    except DagsterInvariantViolationError:  # Dagster's way of saying "not partitioned"
         return False
     return True
 

@@ -41,7 +41,11 @@ def _open_faiss(info: Mapping[str, Any], folder: str, dataset: Dataset | None) -
     from ds_assets.index import faiss
 
     return faiss.FaissIndex.load(
-        os.path.join(folder, FAISS_FILE), dataset=dataset, embed=info.get("embed")
+        os.path.join(folder, FAISS_FILE),
+        dataset=dataset,
+        embed=info.get("embed"),
+        metric=info.get("metric"),
+        index_factory=info.get("index_factory"),
     )
 
 

@@ -1,0 +1,163 @@
+"""Index assets in real Dagster runs: built from a stored dataset, stored as a bundle, loaded
+back as a ready search object whose rows come from the indexed dataset version."""
+
+import numpy as np
+import pytest
+from dagster import (
+    AssetExecutionContext,
+    DagsterInstance,
+    StaticPartitionsDefinition,
+    asset,
+    materialize,
+)
+from datasets import Dataset
+
+from ds_assets.assets.indexes import (
+    elasticsearch_index_asset,
+    faiss_index_asset,
+    fulltext_index_asset,
+    qdrant_index_asset,
+)
+from ds_assets.index.base import SearchIndex
+from resources import DatasetIOManager
+from tests.es_server import elasticsearch_server  # noqa: F401 - the session fixture
+
+EMBED = "ds_assets.index.embedders:hashing_embedder"
+TEXTS = ["the quick brown fox", "a lazy dog sleeps", "brown bears eat honey", "quick thinking"]
+
+
+@pytest.fixture
+def instance(tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with DagsterInstance.local_temp(str(home)) as dagster_instance:
+        yield dagster_instance
+
+
+@pytest.fixture
+def resources(tmp_path):
+    return {"io_manager": DatasetIOManager(base_dir=str(tmp_path / "data"))}
+
+
+def docs_asset(texts):
+    @asset(name="docs")
+    def docs() -> Dataset:
+        vectors = np.random.default_rng(0).normal(size=(len(texts), 8)).astype("float32")
+        return Dataset.from_dict({"text": list(texts), "vector": vectors.tolist()})
+
+    return docs
+
+
+def metadata_of(instance, name):
+    from dagster import AssetKey
+
+    event = instance.get_latest_materialization_event(AssetKey(name))
+    return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+
+
+def test_faiss_index_asset_stores_and_loads_a_ready_search(instance, resources):
+    docs = docs_asset(TEXTS)
+    by_vector = faiss_index_asset("docs_vectors", docs, "vector", metric="l2")
+    by_text = faiss_index_asset("docs_semantic", docs, "text", embed=EMBED, metric="cosine")
+    seen = {}
+
+    @asset
+    def probe(docs_vectors: SearchIndex, docs_semantic: SearchIndex, docs: Dataset) -> None:
+        vectors = np.asarray(docs["vector"][:], dtype="float32")
+        distances = ((vectors - vectors[2]) ** 2).sum(axis=1)
+        seen["vector"] = docs_vectors.search(vectors[2].tolist(), k=2)[1]
+        seen["brute_force"] = np.argsort(distances)[:2].tolist()
+        seen["text"] = docs_semantic.nearest_examples("honey bears", k=1)[1]["text"]
+
+    assert materialize([docs, by_vector, by_text, probe], resources=resources,
+                       instance=instance).success  # fmt: skip
+    assert seen["vector"] == seen["brute_force"]
+    assert seen["text"] == ["brown bears eat honey"]
+    metadata = metadata_of(instance, "docs_semantic")
+    assert metadata["engine"] == "faiss" and metadata["count"] == 4
+    assert metadata["dimension"] == 64 and metadata["metric"] == "cosine"
+    assert metadata["dataset_version"] and metadata["build_seconds"] >= 0
+    assert "| 1 |" in metadata["sample_query"]
+
+
+def test_nearest_examples_read_the_indexed_version_after_the_dataset_moves_on(instance, resources):
+    index = fulltext_index_asset("docs_text", "docs", ["text"])
+    assert materialize([docs_asset(TEXTS), index], resources=resources, instance=instance).success
+    newer = docs_asset(["something else entirely"] * 3)
+    assert materialize([newer], resources=resources, instance=instance).success
+    seen = {}
+
+    @asset
+    def probe(docs_text: SearchIndex) -> None:
+        scores, rows = docs_text.nearest_examples('"lazy dog"', k=1)
+        seen["rows"] = rows["text"]
+
+    assert materialize([newer, index, probe], resources=resources, instance=instance,
+                       selection=[probe]).success  # fmt: skip
+    assert seen["rows"] == ["a lazy dog sleeps"]  # from the version that was indexed
+
+
+def test_index_of_a_partitioned_dataset_covers_every_partition(instance, resources):
+    days = StaticPartitionsDefinition(["d1", "d2"])
+
+    @asset(partitions_def=days)
+    def notes(context: AssetExecutionContext) -> Dataset:
+        texts = {"d1": ["apples and pears"], "d2": ["pears only", "plums"]}
+        return Dataset.from_dict({"text": texts[context.partition_key]})
+
+    index = fulltext_index_asset("notes_text", notes, ["text"])
+    for day in ("d1", "d2"):
+        assert materialize([notes], resources=resources, instance=instance,
+                           partition_key=day).success  # fmt: skip
+    seen = {}
+
+    @asset
+    def probe(notes_text: SearchIndex) -> None:
+        seen["count"] = notes_text.count()
+        seen["pears"] = sorted(notes_text.nearest_examples("pears", k=5)[1]["text"])
+
+    assert materialize([notes, index, probe], resources=resources, instance=instance,
+                       selection=[index, probe]).success  # fmt: skip
+    assert seen == {"count": 3, "pears": ["apples and pears", "pears only"]}
+
+
+def test_qdrant_index_asset_swaps_the_alias(instance, resources, tmp_path):
+    from resources.qdrant import QdrantResource
+
+    qdrant = QdrantResource(path=str(tmp_path / "qdrant"))
+    index = qdrant_index_asset("docs_qdrant", "docs", collection="docs", column="text",
+                               embed=EMBED)  # fmt: skip
+    everything = {**resources, "qdrant": qdrant}
+    for texts in (TEXTS, TEXTS[:2]):
+        assert materialize([docs_asset(texts), index], resources=everything,
+                           instance=instance).success  # fmt: skip
+    client = qdrant.get_client()
+    physical = [c.name for c in client.get_collections().collections]
+    assert len(physical) == 1 and physical[0].startswith("docs__")  # the old one is gone
+    assert client.count("docs").count == 2
+    metadata = metadata_of(instance, "docs_qdrant")
+    assert metadata["alias"] == "docs" and metadata["physical"] == physical[0]
+
+
+def test_elasticsearch_index_asset_swaps_and_loads(instance, resources, elasticsearch_server):  # noqa: F811
+    from resources import ElasticsearchResource
+
+    name = elasticsearch_server.unique_name("docs")
+    es = ElasticsearchResource(hosts=[elasticsearch_server.url])
+    index = elasticsearch_index_asset("docs_es", "docs", index=name, text_columns=["text"])
+    everything = {**resources, "elasticsearch": es}
+    seen = {}
+
+    @asset
+    def probe(docs_es: SearchIndex) -> None:
+        seen["rows"] = docs_es.nearest_examples("lazy dog", k=1)[1]["text"]
+
+    for texts in (TEXTS[:2], TEXTS):
+        assert materialize([docs_asset(texts), index, probe], resources=everything,
+                           instance=instance).success  # fmt: skip
+    assert seen["rows"] == ["a lazy dog sleeps"]
+    metadata = metadata_of(instance, "docs_es")
+    assert metadata["engine"] == "elasticsearch" and metadata["count"] == 4
+    assert metadata["alias"] == name and metadata["physical"].startswith(name + "__")
+    physical = sorted(es.get_client().indices.get_alias(name=name))
+    assert physical == [metadata["physical"]]  # one index behind the alias, the old one gone
