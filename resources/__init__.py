@@ -5,8 +5,8 @@
 'data'
 """
 
-from resources.io_managers import DatasetIOManager, DatasetTypeError, S3DatasetIOManager
 from resources.elasticsearch import ElasticsearchResource
+from resources.io_managers import DatasetIOManager, DatasetTypeError, S3DatasetIOManager
 from resources.qdrant import QdrantResource
 from resources.sql import SQLResource
 
