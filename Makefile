@@ -32,6 +32,13 @@ ui: $(STAMP) $(DAGSTER_HOME)
 bench: $(STAMP)
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/store_bench.py
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/ops_bench.py
+	PYTHONPATH=$(CURDIR) $(BIN)/python bench/xml_bench.py
+	PYTHONPATH=$(CURDIR) $(BIN)/python bench/sql_bench.py
+	PYTHONPATH=$(CURDIR) $(BIN)/python bench/webdataset_bench.py
+	PYTHONPATH=$(CURDIR) $(BIN)/python bench/hdf5_bench.py
+	PYTHONPATH=$(CURDIR) $(BIN)/python bench/index_embedded_bench.py
+	PYTHONPATH=$(CURDIR) $(BIN)/python bench/index_qdrant_bench.py
+	PYTHONPATH=$(CURDIR) $(BIN)/python bench/index_elasticsearch_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
