@@ -161,3 +161,29 @@ def test_elasticsearch_index_asset_swaps_and_loads(instance, resources, elastics
     assert metadata["alias"] == name and metadata["physical"].startswith(name + "__")
     physical = sorted(es.get_client().indices.get_alias(name=name))
     assert physical == [metadata["physical"]]  # one index behind the alias, the old one gone
+
+
+def test_index_bundle_on_s3_loads_through_the_cache(instance, seaweedfs, s3_bucket):
+    from dagster_aws.s3 import S3Resource
+
+    from resources import S3DatasetIOManager
+
+    s3 = S3Resource(
+        endpoint_url=seaweedfs.endpoint, aws_access_key_id=seaweedfs.access_key,
+        aws_secret_access_key=seaweedfs.secret_key, region_name="us-east-1",
+    )  # fmt: skip
+    manager = S3DatasetIOManager(s3_resource=s3, s3_bucket=s3_bucket, s3_prefix="p")
+    index = fulltext_index_asset("docs_text", "docs", ["text"])
+    seen = {}
+
+    @asset
+    def probe(docs_text: SearchIndex) -> None:
+        seen["rows"] = docs_text.nearest_examples("bears", k=1)[1]["text"]
+
+    assert materialize([docs_asset(TEXTS), index, probe], resources={"io_manager": manager},
+                       instance=instance).success  # fmt: skip
+    assert seen["rows"] == ["brown bears eat honey"]
+    listing = s3.get_client().list_objects_v2(Bucket=s3_bucket, Prefix="p/docs_text/")
+    keys = [item["Key"] for item in listing["Contents"]]
+    assert any("/index/" in key for key in keys)
+    assert not any(key.endswith(".arrow") for key in keys)  # the dataset is linked, not copied
