@@ -8,7 +8,9 @@ file in the cache (`$DS_ASSETS_CACHE/formats/`), streams restart from the source
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -18,7 +20,7 @@ from datasets import Dataset, DatasetInfo, Features, IterableDataset
 from datasets.iterable_dataset import ArrowExamplesIterable
 
 from ds_assets.storage.layout import schema_metadata
-from ds_assets.storage.reader import default_cache_dir
+from ds_assets.storage.reader import STALE_VERSION_SECONDS, default_cache_dir
 
 TableGenerator = Callable[..., Iterator[pa.Table | pa.RecordBatch]]
 
@@ -41,6 +43,17 @@ def conform(batch: pa.Table | pa.RecordBatch, schema: pa.Schema) -> pa.Table:
     for name in missing:
         table = table.append_column(name, pa.nulls(table.num_rows, schema.field(name).type))
     return table.select(schema.names).cast(schema)
+
+
+def remove_stale_outputs(folder: str, max_age: float = STALE_VERSION_SECONDS) -> None:
+    """Delete reader outputs older than `max_age` seconds: by then they have been stored
+    or dropped (a process still holding one keeps reading it: Linux frees it on close)."""
+    now = time.time()
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.endswith(".arrow") and now - entry.stat().st_mtime > max_age:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(entry.path)
 
 
 def to_dataset(
@@ -75,6 +88,7 @@ def to_dataset(
         return IterableDataset(ArrowExamplesIterable(tables, {}), info=info)
     folder = os.path.join(cache_dir or default_cache_dir(), "formats")
     os.makedirs(folder, exist_ok=True)
+    remove_stale_outputs(folder)
     path = os.path.join(folder, f"{uuid.uuid4().hex}.arrow")
     schema = schema.with_metadata(schema_metadata(features))
     try:
