@@ -32,6 +32,7 @@ import time
 import h5py
 import numpy as np
 import psutil
+from memory import peak_rss  # bench/memory.py: the script folder is on sys.path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE_MB = float(os.environ.get("HDF5_BENCH_MB", "1024"))
@@ -79,14 +80,6 @@ WORKLOADS = {"embeddings": make_embeddings, "mixed": make_mixed}
 
 
 # ── One measurement, in its own process ─────────────────────────────────────────────────────
-
-
-def peak_rss() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def read_raw(path: str, batch_rows: int) -> int:

@@ -51,6 +51,8 @@ from elasticsearch import Elasticsearch, helpers
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # tests.es_server starts the noida-db server
 
+from memory import peak_rss  # noqa: E402 - bench/memory.py, the script folder
+
 from ds_assets.index import elasticsearch  # noqa: E402
 
 TEXT_COLUMNS = ["title", "body"]
@@ -86,15 +88,6 @@ def make_dataset(directory: str, rows: int, body_words: int = 40, bodies: int = 
             })  # fmt: skip
 
     Dataset(pa.concat_tables(tables())).save_to_disk(directory)
-
-
-def peak_rss() -> int:
-    """Peak RSS of this process (VmHWM: starts afresh at exec, unlike ru_maxrss)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def open_client(url: str) -> Elasticsearch:

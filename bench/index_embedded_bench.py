@@ -40,6 +40,7 @@ import time
 import numpy as np
 import psutil
 import pyarrow.compute as pc
+from memory import peak_rss  # bench/memory.py: the script folder is on sys.path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VECTORS = int(os.environ.get("EMBEDDED_BENCH_VECTORS", 1_000_000))
@@ -91,14 +92,6 @@ def _zipf_words(rng, words: np.ndarray, count: int, per_doc: int) -> np.ndarray:
 
 
 # --- one measurement in this process -------------------------------------------------------
-
-
-def peak_rss() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def measure(mode: str, work: str, queries: bool, factory: str = "", metric: str = "") -> dict:

@@ -35,6 +35,7 @@ import uuid
 import numpy as np
 import psutil
 from datasets import Dataset, load_from_disk
+from memory import peak_rss  # bench/memory.py: the script folder is on sys.path
 from qdrant_client import QdrantClient, models
 
 from ds_assets.index import qdrant
@@ -58,15 +59,6 @@ def make_dataset(directory: str, rows: int, dimension: int) -> None:
             )
 
     Dataset.from_generator(generate).save_to_disk(directory)
-
-
-def peak_rss() -> int:
-    """Peak RSS of this process (VmHWM: starts afresh at exec, unlike ru_maxrss)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def open_client(location: str) -> QdrantClient:

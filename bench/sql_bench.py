@@ -31,6 +31,8 @@ import tempfile
 import time
 import uuid
 
+from memory import current_rss, peak_rss  # bench/memory.py: the script folder is on sys.path
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 URLS = {
     "postgresql": os.environ.get(
@@ -39,24 +41,6 @@ URLS = {
     "mariadb": os.environ.get("SQL_BENCH_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
 }
 READERS = ("datasets", "ds_assets", "ds_assets-stream")
-
-
-def peak_rss() -> int:
-    """Peak RSS of this process in bytes (`VmHWM` starts afresh at exec; `ru_maxrss` would
-    carry over the parent's peak across fork and exec)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
-def current_rss() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def probe(reader: str, url: str, table: str) -> dict:

@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+from memory import current_rss, peak_rss  # bench/memory.py: the script folder is on sys.path
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MEASUREMENTS = {
     # name: (reference it is compared with, or None for a reference)
@@ -68,23 +70,6 @@ def write_shards(folder: str, samples: int, shards: int) -> list[str]:
                     }
                 )
     return urls
-
-
-def peak_rss() -> int:
-    """VmHWM: peak RSS of this address space, fresh at exec (ru_maxrss carries the parent's)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
-def current_rss() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def count(iterable) -> int:
