@@ -6,6 +6,7 @@ already in the instance is never added or requested again; each run request's `r
 partition key, which Dagster never launches twice for one sensor.
 """
 
+import fnmatch
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -125,8 +126,6 @@ def new_files_sensor(
     >>> new_files_sensor(xml_source("orders", "incoming/orders")).name
     'orders__new_files'
     """
-    import fnmatch
-
     config = _source_config(source, "files", "new_files_sensor")
     location, pattern = config["location"], config["pattern"]
     on_s3 = is_s3(location)
