@@ -9,7 +9,6 @@ files: their manifest names the alias to query and where the server is (never a 
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 from collections.abc import Mapping
@@ -103,8 +102,3 @@ def open_stored(info: Mapping[str, Any], folder: str, dataset: Dataset | None) -
             f"stored index of unknown engine {engine!r}; known: {list(_OPENERS)}"
         )
     return _OPENERS[engine](info, folder, dataset)
-
-
-def engine_module(engine: str):
-    """The `ds_assets.index` module of an engine."""
-    return importlib.import_module(f"ds_assets.index.{engine}")
