@@ -28,7 +28,6 @@ import contextlib
 import importlib.util
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -39,7 +38,7 @@ from dataclasses import dataclass, field
 import pytest
 from elasticsearch import Elasticsearch
 
-from tests.servers import free_port
+from tests.servers import free_port, stop_process
 
 
 @dataclass
@@ -75,13 +74,7 @@ class ElasticsearchServer:
         if self.process is None:
             self._delete_created()
             return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
         if self.data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
