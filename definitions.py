@@ -277,20 +277,21 @@ def main() -> None:
     instance = (
         DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
     )
+    station = resources()  # one set of resources (one SQL engine) for every run below
     result = materialize(
-        [*ASSETS, *CHECKS], resources=resources(), instance=instance, raise_on_error=True
+        [*ASSETS, *CHECKS], resources=station, instance=instance, raise_on_error=True
     )
     events = list(result.get_asset_materialization_events())
     # The station's first files and rows, added as partitions the way the sensors add them.
     files, _ = seed_field_station()
-    notes, _ = new_range_keys(resources()["sql"].get_engine(), "notes", "id", rows_per_partition=20)
+    notes, _ = new_range_keys(station["sql"].get_engine(), "notes", "id", rows_per_partition=20)
     for source, keys in ((penguin_observations, files), (field_notes, notes)):
         instance.add_dynamic_partitions(source.partitions_def.name, keys)
         for key in keys:
-            run = materialize([source], resources=resources(), instance=instance, partition_key=key)
+            run = materialize([source], resources=station, instance=instance, partition_key=key)
             events += run.get_asset_materialization_events()
     indexes = materialize(
-        [field_notes, *INDEXES], resources=resources(), instance=instance, selection=INDEXES
+        [field_notes, *INDEXES], resources=station, instance=instance, selection=INDEXES
     )
     events += indexes.get_asset_materialization_events()
     print("\nMaterialized:")

@@ -157,7 +157,7 @@ class _DatasetIOManagerBase(ConfigurableIOManager):
     def load_input(self, context: InputContext) -> Any:
         store = self.store()
         key = tuple(context.asset_key.path)
-        if store.stored_kind(key) == INDEX:
+        if _index_wanted(store, key, context):
             return _open_index(store, key, context)
         kind, as_dict = _requested(context)
         if not context.has_asset_partitions:
@@ -244,15 +244,29 @@ def _partition_values(context: OutputContext, obj: Any) -> Mapping[str, Any]:
     return {keys[0]: obj}
 
 
+def _annotation(context: InputContext) -> Any:
+    return _strip_optional(context.dagster_type.typing_type if context.dagster_type else Any)
+
+
+def _is_index_type(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, SearchIndex)
+
+
+def _index_wanted(store: DatasetStore, key: tuple[str, ...], context: InputContext) -> bool:
+    """An input annotated as a search index, or a bare one whose asset holds one (only then is
+    the manifest read ahead: dataset inputs cost no extra request)."""
+    annotation = _annotation(context)
+    if _is_index_type(annotation):
+        return True
+    if annotation not in (Any, object, None) or context.has_asset_partitions:
+        return False
+    manifest = store.manifest(key)
+    return manifest is not None and manifest.kind == INDEX
+
+
 def _open_index(store: DatasetStore, key: tuple[str, ...], context: InputContext) -> SearchIndex:
-    annotation = context.dagster_type.typing_type if context.dagster_type else Any
-    annotation = _strip_optional(annotation)
-    wanted = isinstance(annotation, type) and issubclass(annotation, SearchIndex)
-    if annotation not in (Any, object, None) and not wanted:
-        raise DatasetTypeError(
-            f"input {context.name!r} loads asset {context.asset_key.to_user_string()}, a search "
-            f"index, annotated as {annotation!r}; annotate it as SearchIndex (or leave it bare)"
-        )
+    annotation = _annotation(context)
+    wanted = _is_index_type(annotation)
     manifest, folder, dataset = store.load_bundle(key)
     index = open_stored(manifest.index, folder, dataset)
     if wanted and not isinstance(index, annotation):
@@ -285,8 +299,7 @@ def _is_split_asset(context: OutputContext, key: tuple[str, ...]) -> bool:
 
 def _requested(context: InputContext) -> tuple[str | None, bool]:
     """(kind to load or None for 'as stored', whether a dict keyed by partition is wanted)."""
-    annotation = context.dagster_type.typing_type if context.dagster_type else Any
-    annotation = _strip_optional(annotation)
+    annotation = _annotation(context)
     if annotation in (Any, object, None, type(None)) or annotation is typing.Any:
         return None, False
     if annotation in KIND_OF_TYPE:

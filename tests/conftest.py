@@ -16,6 +16,17 @@ def isolated_cache(tmp_path, monkeypatch):
     return cache
 
 
+@pytest.fixture
+def instance(tmp_path):
+    """A real Dagster instance on disk (runs, events, dynamic partitions), one per test."""
+    from dagster import DagsterInstance
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with DagsterInstance.local_temp(str(home)) as dagster_instance:
+        yield dagster_instance
+
+
 @pytest.fixture(scope="session")
 def seaweedfs():
     """One real S3 server (SeaweedFS) for the whole test session."""

@@ -15,8 +15,6 @@ import io
 import json
 import lzma
 import os
-import subprocess
-import sys
 import threading
 import xml.etree.ElementTree as ElementTree
 
@@ -26,8 +24,8 @@ from lxml import etree
 
 from ds_assets.formats import xml
 from ds_assets.formats.xml import XMLError, XMLSecurityError
+from tests.bench_scripts import run_bench_script
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIME_DATABASE = "/usr/share/mime/packages/freedesktop.org.xml"  # Debian shared-mime-info
 MIME_NS = "http://www.freedesktop.org/standards/shared-mime-info"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
@@ -632,13 +630,7 @@ def test_an_object_read_from_s3(seaweedfs, s3_bucket):
 
 
 def run_bench(*arguments: str) -> dict:
-    out = subprocess.run(
-        [sys.executable, "bench/xml_bench.py", *arguments],
-        capture_output=True, text=True, cwd=ROOT, check=False,
-        env=dict(os.environ, PYTHONPATH=ROOT),
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_bench_script("xml_bench.py", *arguments)
 
 
 def test_parsing_a_1gb_file_stays_under_300mb_above_baseline(tmp_path):

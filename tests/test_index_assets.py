@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from dagster import (
     AssetExecutionContext,
-    DagsterInstance,
     StaticPartitionsDefinition,
     asset,
     materialize,
@@ -24,14 +23,6 @@ from tests.es_server import elasticsearch_server  # noqa: F401 - the session fix
 
 EMBED = "ds_assets.index.embedders:hashing_embedder"
 TEXTS = ["the quick brown fox", "a lazy dog sleeps", "brown bears eat honey", "quick thinking"]
-
-
-@pytest.fixture
-def instance(tmp_path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    with DagsterInstance.local_temp(str(home)) as dagster_instance:
-        yield dagster_instance
 
 
 @pytest.fixture

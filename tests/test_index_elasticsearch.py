@@ -6,9 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
-import subprocess
-import sys
 import threading
 import traceback
 from datetime import datetime
@@ -25,11 +22,9 @@ from ds_assets.index import elasticsearch as es_index
 from ds_assets.index.base import SearchIndexError
 from ds_assets.index.elasticsearch import ROW_FIELD, BulkLoadError, ElasticsearchIndex
 from resources.elasticsearch import ElasticsearchResource
+from tests.bench_scripts import run_bench_script
 from tests.es_server import elasticsearch_server  # noqa: F401 - the session fixture
 from tests.servers import free_port
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BENCH = os.path.join(ROOT, "bench", "index_elasticsearch_bench.py")
 
 
 @pytest.fixture
@@ -478,13 +473,7 @@ def test_the_resource_hands_out_one_configured_client(elasticsearch_server):  # 
 
 
 def run_bench(*arguments: str) -> dict:
-    out = subprocess.run(
-        [sys.executable, BENCH, *arguments], capture_output=True, text=True, cwd=ROOT,
-        check=False, env=dict(os.environ, PYTHONPATH=ROOT, HF_DATASETS_DISABLE_PROGRESS_BARS="1"),
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
-    lines = out.stdout.strip().splitlines()
-    return json.loads(lines[-1]) if lines else {}
+    return run_bench_script("index_elasticsearch_bench.py", *arguments) or {}
 
 
 LIMIT_MB = 150

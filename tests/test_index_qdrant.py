@@ -8,10 +8,7 @@ the same tests run against that server, and the server-only cases run too.
 from __future__ import annotations
 
 import datetime
-import json
 import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -27,8 +24,8 @@ from ds_assets.index import qdrant
 from ds_assets.index.base import SearchIndexError
 from ds_assets.index.qdrant import ROW_KEY, QdrantIndex
 from resources.qdrant import QdrantResource, local_client
+from tests.bench_scripts import run_bench_script
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER = os.environ.get("QDRANT_URL")
 needs_server = pytest.mark.skipif(
     not SERVER,
@@ -566,13 +563,7 @@ def test_an_asset_builds_through_the_resource_in_a_dagster_run(tmp_path):
 
 
 def probe(*arguments):
-    out = subprocess.run(
-        [sys.executable, "bench/index_qdrant_bench.py", *arguments],
-        capture_output=True, text=True, cwd=ROOT, check=False,
-        env=dict(os.environ, PYTHONPATH=ROOT, HF_DATASETS_DISABLE_PROGRESS_BARS="1"),
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else None
+    return run_bench_script("index_qdrant_bench.py", *arguments)
 
 
 def test_building_holds_no_copy_of_the_vectors_beyond_a_streaming_upload_by_hand(tmp_path):

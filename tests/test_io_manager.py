@@ -10,7 +10,6 @@ from dagster import (
     AssetKey,
     AssetOut,
     BackfillPolicy,
-    DagsterInstance,
     MultiPartitionKey,
     MultiPartitionsDefinition,
     StaticPartitionsDefinition,
@@ -28,14 +27,6 @@ from datasets import Dataset, DatasetDict, IterableDataset, Value
 
 from resources import DatasetIOManager, DatasetTypeError, S3DatasetIOManager
 from tests.datasets_factory import rich_dataset, table_dataset
-
-
-@pytest.fixture
-def instance(tmp_path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    with DagsterInstance.local_temp(str(home)) as dagster_instance:
-        yield dagster_instance
 
 
 @pytest.fixture

@@ -1,22 +1,12 @@
 """Saving a 2 GB stream stays in constant memory (peak RSS measured in a fresh process)."""
 
-import json
-import os
-import subprocess
-import sys
+from tests.bench_scripts import run_bench_script
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIMIT_MB = 300
 
 
 def probe(*arguments):
-    out = subprocess.run(
-        [sys.executable, "bench/stream_memory.py", *arguments],
-        capture_output=True, text=True, cwd=ROOT, check=False,
-        env=dict(os.environ, PYTHONPATH=ROOT),
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_bench_script("stream_memory.py", *arguments)
 
 
 def test_saving_a_2gb_stream_stays_under_300mb_above_baseline(tmp_path):

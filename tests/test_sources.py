@@ -4,7 +4,7 @@ import json
 import os
 
 import pytest
-from dagster import DagsterInstance, Definitions, asset, build_sensor_context, materialize
+from dagster import Definitions, asset, build_sensor_context, materialize
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -28,14 +28,6 @@ def write_rows(folder, name, ids):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as handle:
         handle.writelines(json.dumps({"id": i}) + "\n" for i in ids)
-
-
-@pytest.fixture
-def instance(tmp_path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    with DagsterInstance.local_temp(str(home)) as dagster_instance:
-        yield dagster_instance
 
 
 @pytest.fixture

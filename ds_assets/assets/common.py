@@ -76,6 +76,17 @@ def split_options(options: Mapping[str, Any], factory: str) -> dict[str, Any]:
     return {key: value for key, value in options.items() if value is not None}
 
 
+def key_prefix_parts(key_prefix: str | Sequence[str] | None) -> list[str]:
+    """`key_prefix` as `@asset` takes it (a string, parts, or None) as a list of parts.
+
+    >>> key_prefix_parts("team"), key_prefix_parts(["a", "b"]), key_prefix_parts(None)
+    (['team'], ['a', 'b'], [])
+    """
+    if not key_prefix:
+        return []
+    return [key_prefix] if isinstance(key_prefix, str) else list(key_prefix)
+
+
 def callable_source(function: Callable) -> str:
     """The source of a callable, or its import path and bytecode when there is no source."""
     try:

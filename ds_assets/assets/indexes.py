@@ -66,6 +66,12 @@ def _first_value(dataset: Dataset, column: str) -> Any:
     return dataset.with_format(None)[0][column] if len(dataset) else None
 
 
+def _first_words(dataset: Dataset, column: str, words: int = 3) -> str | None:
+    """A sample full-text query: the first words of the first row's text."""
+    first = _first_value(dataset, column)
+    return " ".join(str(first).split()[:words]) if first else None
+
+
 def _indexed_keys(context: AssetExecutionContext, key: AssetKey):
     """The store key of the indexed dataset, or of each partition, in the order the input
     loaded them concatenated (row positions in the index refer to that order)."""
@@ -173,8 +179,7 @@ def fulltext_index_asset(
         folder = tempfile.mkdtemp(prefix="ds-assets-fulltext-")
         index = fulltext.build(dataset, columns, folder)
         info = {"engine": "fulltext", **index.describe(), "text_columns": columns}
-        first = _first_value(dataset, columns[0])
-        query = " ".join(str(first).split()[:3]) if first else None
+        query = _first_words(dataset, columns[0])
         return BuiltIndex((), folder, info, sample_query(index, dataset, query))
 
     return _index_asset("fulltext", name, upstream, arguments, build, options)
@@ -254,9 +259,7 @@ def elasticsearch_index_asset(
         )  # fmt: skip
         info = {"engine": "elasticsearch", **built.describe(), "hosts": list(resource.hosts),
                 "text_columns": columns}  # fmt: skip
-        first = _first_value(dataset, columns[0])
-        query = " ".join(str(first).split()[:3]) if first else None
-        sample = sample_query(built, dataset, query)
+        sample = sample_query(built, dataset, _first_words(dataset, columns[0]))
         return BuiltIndex((), tempfile.mkdtemp(prefix="ds-assets-es-"), info, sample)
 
     return _index_asset(

@@ -19,7 +19,7 @@ from dagster import (
 )
 from datasets import Dataset
 
-from ds_assets.assets.common import code_version, describe, split_options
+from ds_assets.assets.common import code_version, describe, key_prefix_parts, split_options
 from ds_assets.formats.files import is_s3, local_copy, s3_client_of, split_s3, url_of
 from ds_assets.formats.rows import parse_range_key
 
@@ -28,8 +28,7 @@ FileReader = Callable[[str, Any], Dataset]
 
 
 def _partitions_name(name: str, options: dict[str, Any], kind: str) -> str:
-    prefix = options.get("key_prefix") or []
-    prefix = [prefix] if isinstance(prefix, str) else list(prefix)
+    prefix = key_prefix_parts(options.get("key_prefix"))
     return "__".join([*prefix, name, kind]).replace("-", "_")
 
 

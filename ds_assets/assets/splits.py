@@ -21,7 +21,14 @@ from dagster import (
 )
 from datasets import Dataset, DatasetDict
 
-from ds_assets.assets.common import Upstream, code_version, describe, split_options, upstream_key
+from ds_assets.assets.common import (
+    Upstream,
+    code_version,
+    describe,
+    key_prefix_parts,
+    split_options,
+    upstream_key,
+)
 from ds_assets.assets.transforms import DatasetOpError
 from ds_assets.ops.lazy import SplitOf
 
@@ -126,8 +133,7 @@ def split_assets(
     key = upstream_key(upstream)
     splits = validate_splits(name, splits or {"train": 0.8, "test": 0.2})
     asset_options = split_options(options, "split_assets")
-    prefix = asset_options.pop("key_prefix", None) or []
-    prefix = [prefix] if isinstance(prefix, str) else list(prefix)
+    prefix = key_prefix_parts(asset_options.pop("key_prefix", None))
     arguments = {"splits": splits, "seed": seed, "stratify_by_column": stratify_by_column}
     description = asset_options.pop("description", None) or describe("split", arguments)
     metadata = {**asset_options.pop("metadata", {}), SPLIT_METADATA_KEY: True}

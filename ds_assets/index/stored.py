@@ -73,10 +73,7 @@ def _open_elasticsearch(
 
     from ds_assets.index import elasticsearch
 
-    api_key = os.environ.get("ELASTICSEARCH_API_KEY")
-    client = (
-        Elasticsearch(info["hosts"], api_key=api_key) if api_key else Elasticsearch(info["hosts"])
-    )
+    client = Elasticsearch(info["hosts"], api_key=os.environ.get("ELASTICSEARCH_API_KEY"))
     return elasticsearch.ElasticsearchIndex(
         client, info["alias"], info["text_columns"], dataset=dataset
     )

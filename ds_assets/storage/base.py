@@ -262,7 +262,10 @@ class DatasetStore(ABC):
         if stored is None:
             raise NotStoredError(f"{self.uri(key)}: nothing stored here")
         if stored == INDEX:
-            raise TypeError(f"{self.uri(key)} holds a search index; open it with load_bundle")
+            raise TypeError(
+                f"{self.uri(key)} holds a search index: open it with load_bundle (in Dagster, "
+                "annotate the input as SearchIndex)"
+            )
         kind = kind or stored
         if (kind in DICT_KINDS) != (stored in DICT_KINDS):
             raise TypeError(f"{self.uri(key)} holds a {stored}, which cannot be loaded as a {kind}")
