@@ -17,7 +17,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from datasets import Dataset
 
 from ds_assets.ops.lazy import import_path, resolve
@@ -58,9 +57,15 @@ def vector_batches(
     *,
     embed: Embedder | None = None,
     batch_size: int = 10_000,
+    exact_size: bool = True,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """(first row, float32 matrix) per batch of `column`: vectors read from Arrow without a
-    copy of the whole column, or texts embedded batch by batch.
+    """(first row, float32 matrix) per batch of `column`: vectors read from Arrow, or texts
+    embedded batch by batch.
+
+    Batches hold `batch_size` rows (the last one fewer). With `exact_size=False` a batch may
+    hold fewer, ending where a stored Arrow chunk ends, so that a float32 vector column comes
+    as read-only views of the memory map with no copy at all (FAISS `add` copies what it
+    keeps anyway); with `True`, batches spanning chunks are copied into one matrix.
 
     >>> ds = Dataset.from_dict({"v": [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]})
     >>> [(start, m.shape) for start, m in vector_batches(ds, "v", batch_size=2)]
@@ -69,36 +74,105 @@ def vector_batches(
     if column not in dataset.column_names:
         raise SearchIndexError(f"column {column!r} is not in the dataset {dataset.column_names}")
     start = 0
-    for table in dataset.with_format("arrow").iter(batch_size=batch_size):
-        values = table.column(column)
-        where = f"column {column!r}, rows {start}..{start + len(values) - 1}"
+    for chunks in _column_batches(dataset, column, batch_size, exact_size):
+        rows = sum(len(chunk) for chunk in chunks)
+        where = f"column {column!r}, rows {start}..{start + rows - 1}"
         if embed is not None:
-            texts = values.to_pylist()  # one batch of strings, which the embedder needs
+            texts = [text for chunk in chunks for text in chunk.to_pylist()]  # what embed takes
             if any(text is None for text in texts):
                 row = start + texts.index(None)
                 raise SearchIndexError(f"column {column!r}, row {row}: null text to embed")
             matrix = embed_texts(embed, texts, where)
         else:
-            matrix = _matrix(values, where)
+            views = [_matrix(chunk, where) for chunk in chunks]
+            _check_same_dimension(views, where)
+            matrix = views[0] if len(views) == 1 else np.concatenate(views)
         yield start, matrix
-        start += len(values)
+        start += rows
+
+
+def vector_dimension(dataset: Dataset, column: str, embed: Embedder | None = None) -> int:
+    """Length of the vectors of `column` as its first row has them (embedded when `embed`).
+
+    >>> vector_dimension(Dataset.from_dict({"v": [[1.0, 0.0, 2.0]]}), "v")
+    3
+    """
+    first = dataset.select(range(1)) if len(dataset) else dataset
+    return next(vector_batches(first, column, embed=embed))[1].shape[1]
+
+
+def stored_float32_vectors(dataset: Dataset, column: str) -> bool:
+    """Whether `vector_batches(..., exact_size=False)` gives views of the memory map, copying
+    nothing: float32 vectors, rows in stored order (no `select`/`shuffle` indices mapping).
+
+    >>> stored_float32_vectors(Dataset.from_dict({"v": np.ones((2, 3), dtype=np.float32)}), "v")
+    True
+    >>> stored_float32_vectors(Dataset.from_dict({"v": [[1.0, 2.0]]}), "v")  # float64
+    False
+    """
+    arrow_type = dataset.data.schema.field(column).type
+    return (
+        dataset._indices is None
+        and any(is_type(arrow_type) for is_type in _LIST_TYPES)
+        and arrow_type.value_type == pa.float32()
+    )
+
+
+def _column_batches(
+    dataset: Dataset, column: str, batch_size: int, exact_size: bool
+) -> Iterator[list[pa.Array]]:
+    """The Arrow chunks of each batch of `column` (zero-copy slices of the stored table)."""
+    if dataset._indices is not None:  # rows picked by select/shuffle: datasets gathers them
+        for table in dataset.with_format("arrow").iter(batch_size=batch_size):
+            yield table.column(column).chunks
+        return
+    values = dataset.data.table.column(column)
+    if not exact_size:
+        for chunk in values.chunks:
+            for offset in range(0, len(chunk), batch_size):
+                yield [chunk.slice(offset, batch_size)]
+        return
+    for offset in range(0, len(values), batch_size):
+        yield values.slice(offset, batch_size).chunks
 
 
 _LIST_TYPES = (pa.types.is_list, pa.types.is_large_list, pa.types.is_fixed_size_list)
 
 
-def _matrix(values: pa.ChunkedArray, where: str) -> np.ndarray:
-    array = values.combine_chunks()
+def _matrix(array: pa.Array, where: str) -> np.ndarray:
+    """One chunk of vectors as a (rows, dimension) float32 matrix: a view of the Arrow buffer
+    when it already holds float32, a converted copy otherwise. The lengths come from the
+    offsets buffer itself (a few microseconds a chunk, where Arrow compute kernels take tens).
+    """
     if not any(is_type(array.type) for is_type in _LIST_TYPES):
         raise SearchIndexError(f"{where}: expected a list of numbers per row, got {array.type}")
     if array.null_count:
         raise SearchIndexError(f"{where}: {array.null_count} rows have no vector")
-    lengths = np.unique(pc.list_value_length(array).to_numpy(zero_copy_only=False))
-    if len(lengths) > 1:
-        raise SearchIndexError(f"{where}: vectors of different lengths {lengths.tolist()}")
-    dimension = int(lengths[0]) if len(lengths) else 0
-    flat = array.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    return np.ascontiguousarray(flat.reshape(len(array), dimension))
+    if pa.types.is_fixed_size_list(array.type):
+        dimension, values = array.type.list_size, array.flatten()
+    else:
+        offsets = _offsets(array)
+        lengths = offsets[1:] - offsets[:-1]
+        if len(lengths) and (lengths != lengths[0]).any():
+            spread = [int(lengths.min()), int(lengths.max())]
+            raise SearchIndexError(f"{where}: vectors of different lengths {spread}")
+        dimension = int(lengths[0]) if len(lengths) else 0
+        values = array.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+    flat = values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    return flat.reshape(len(array), dimension)
+
+
+def _offsets(array: pa.Array) -> np.ndarray:
+    """The list offsets of `array` (a view of its buffer, the slice's own rows only)."""
+    dtype = np.int64 if pa.types.is_large_list(array.type) else np.int32
+    everything = np.frombuffer(array.buffers()[1], dtype=dtype)
+    return everything[array.offset : array.offset + len(array) + 1]
+
+
+def _check_same_dimension(views: list[np.ndarray], where: str) -> None:
+    dimensions = sorted({view.shape[1] for view in views if len(view)})
+    if len(dimensions) > 1:
+        raise SearchIndexError(f"{where}: vectors of different lengths {dimensions}")
 
 
 class SearchIndex(ABC):

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import faiss
@@ -45,7 +45,9 @@ from ds_assets.index.base import (
     SearchIndexError,
     embedder_path,
     load_embedder,
+    stored_float32_vectors,
     vector_batches,
+    vector_dimension,
 )
 
 METRICS = {
@@ -235,7 +237,8 @@ def build(
 
     `index_factory` is FAISS's factory string ("Flat", "IVF1024,Flat", "HNSW32", "IVF256,PQ16",
     ...); indexes that need training are trained on `train_size` sampled rows (default: see the
-    module docstring). Vectors are added `batch_size` rows at a time.
+    module docstring). Vectors are added at most `batch_size` rows at a time; reading, checking
+    and normalizing the next batches runs in a background thread while FAISS adds one.
 
     >>> ds = Dataset.from_dict({"text": ["red apple", "green apple", "blue whale"]})
     >>> built = build(ds, "text", embed="ds_assets.index.embedders:hashing_embedder",
@@ -249,16 +252,16 @@ def build(
         _check_positive("train_size", train_size)
     _check_column(dataset, column, embed)
     embedder = load_embedder(embed)
-    batches = _checked_batches(
-        vector_batches(dataset, column, embed=embedder, batch_size=batch_size), column, metric
-    )
-    first_start, first = next(batches)
-    index = _new_index(index_factory, first.shape[1], metric)
+    index = _new_index(index_factory, vector_dimension(dataset, column, embedder), metric)
     if not index.is_trained:
         _train(index, dataset, column, embedder, metric, train_size, batch_size, index_factory)
-    _reserve(index, dataset.num_rows)
-    for start, matrix in _chain_first((first_start, first), batches):
-        _add(index, start, matrix, column)
+    if _is_plain_flat(index):
+        _fill_flat(index, dataset, column, embedder, metric, batch_size)
+    else:
+        _reserve(index, dataset.num_rows)
+        vectors = vector_batches(dataset, column, embed=embedder, batch_size=batch_size)
+        for start, matrix in _checked_batches(vectors, column, metric == "cosine"):
+            _add(index, start, matrix, column)
     return FaissIndex(index, metric, dataset=dataset, embed=embed, index_factory=index_factory)
 
 
@@ -307,31 +310,34 @@ def _check_column(dataset: Dataset, column: str, embed: Any) -> None:
 
 
 def _checked_batches(
-    batches: Iterator[tuple[int, np.ndarray]], column: str, metric: str
+    batches: Iterator[tuple[int, np.ndarray]], column: str, normalize: bool
 ) -> Iterator[tuple[int, np.ndarray]]:
     """`_checked` over (first row, matrix) batches."""
     for start, matrix in batches:
-        yield start, _checked(matrix, range(start, start + len(matrix)), column, metric)
+        yield start, _checked(matrix, range(start, start + len(matrix)), column, normalize)
 
 
-def _checked(matrix: np.ndarray, rows: Sequence[int], column: str, metric: str) -> np.ndarray:
-    """`matrix` with finite values (a NaN would silently poison the distances), normalized for
-    the cosine metric; `rows` are the dataset rows of its rows, to name a bad one."""
+def _checked(matrix: np.ndarray, rows: Sequence[int], column: str, normalize: bool) -> np.ndarray:
+    """`matrix` with finite values (a NaN would silently poison the distances), L2-normalized
+    (a copy) when `normalize`; `rows` are the dataset rows of its rows, to name a bad one."""
+    _check_finite(matrix, rows, column)
+    return _normalized(matrix) if normalize else matrix
+
+
+def _check_finite(matrix: np.ndarray, rows: Sequence[int], column: str) -> None:
     if matrix.shape[1] == 0:
         raise SearchIndexError(f"column {column!r}, row {rows[0]}: empty vector")
-    # The sum carries any NaN or infinity: one cheap pass; the full check only when it is not
+    # Squared norms carry any NaN or infinity. FAISS computes them in one SIMD pass, twice as
+    # fast as numpy's sum; numpy's own matrix product would start OpenBLAS threads, which spin
+    # against FAISS's OpenMP threads. The exact check runs only on rows whose norm is not
     # finite (a bad value, or finite values overflowing float32), to name the row.
-    if not np.isfinite(matrix.sum()):
-        bad = np.flatnonzero(~np.isfinite(matrix).all(axis=1))
-        if len(bad):
-            row = int(rows[int(bad[0])])
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    norms = np.empty(len(matrix), dtype=np.float32)
+    faiss.fvec_norms_L2sqr(faiss.swig_ptr(norms), faiss.swig_ptr(matrix), *matrix.shape[::-1])
+    for suspect in np.flatnonzero(~np.isfinite(norms)):
+        if not np.isfinite(matrix[suspect]).all():
+            row = int(rows[int(suspect)])
             raise SearchIndexError(f"column {column!r}, row {row}: NaN or infinite value")
-    return _normalized(matrix) if metric == "cosine" else matrix
-
-
-def _chain_first(first: tuple[int, np.ndarray], rest: Iterable) -> Iterator:
-    yield first
-    yield from rest
 
 
 def _normalized(matrix: np.ndarray) -> np.ndarray:
@@ -374,7 +380,7 @@ def _train(
         end = offset + len(matrix)
         rows_here = range(offset, end) if positions is None else positions[offset:end]
         _check_dimension(index, matrix, rows_here, column)
-        sample[offset:end] = _checked(matrix, rows_here, column, metric)
+        sample[offset:end] = _checked(matrix, rows_here, column, metric == "cosine")
     try:
         index.train(sample)
     except RuntimeError as error:
@@ -404,7 +410,7 @@ def _sample_batches(
         picked = dataset.select(positions)
         yield from vector_batches(picked, column, embed=embed, batch_size=batch_size)
         return
-    for start, matrix in vector_batches(dataset, column, batch_size=batch_size):
+    for start, matrix in vector_batches(dataset, column, batch_size=batch_size, exact_size=False):
         low, high = np.searchsorted(positions, [start, start + len(matrix)])
         if high > low:
             yield int(low), matrix[positions[low:high] - start]
@@ -431,6 +437,54 @@ def _add(index: faiss.Index, start: int, matrix: np.ndarray, column: str) -> Non
         index.add_with_ids(matrix, np.arange(start, start + len(matrix), dtype=np.int64))
     else:
         index.add(matrix)
+
+
+def _is_plain_flat(index: faiss.Index) -> bool:
+    """Whether `index` is an exact flat index (L2 or inner product), storing vectors as they are."""
+    flat_types = (faiss.IndexFlat, faiss.IndexFlatL2, faiss.IndexFlatIP)
+    return type(faiss.downcast_index(index)) in flat_types
+
+
+def _fill_flat(
+    index: faiss.Index,
+    dataset: Dataset,
+    column: str,
+    embed: Callable | None,
+    metric: str,
+    batch_size: int,
+) -> None:
+    """Copy the vectors straight into the storage of a plain flat index, sized once.
+
+    `IndexFlat.add` grows its storage on every call, zero-filling the new part, before copying
+    into it: a loop of `add` over batches pays that again and again. Here the storage is sized
+    once, then each batch is copied into a numpy view of it and checked and normalized there,
+    while it is in the CPU cache: the work of one `add` of an in-memory matrix, with no such
+    matrix held. Stored float32 vectors are read as views of the memory map (no copy on the
+    way). The storage of a flat index is its float32 vectors row after row (what
+    `index.get_xb()` exposes), so the index is the one `add` would have built.
+    """
+    rows = dataset.num_rows
+    views = embed is None and stored_float32_vectors(dataset, column)
+    vectors = vector_batches(
+        dataset, column, embed=embed, batch_size=batch_size, exact_size=not views
+    )
+    size = rows * index.code_size
+    index.codes.resize(size)
+    storage = faiss.rev_swig_ptr(index.codes.data(), size).view(np.float32)
+    storage = storage.reshape(rows, index.d)
+    filled = 0
+    for start, matrix in vectors:
+        rows_here = range(start, start + len(matrix))
+        _check_dimension(index, matrix, rows_here, column)
+        target = storage[start : start + len(matrix)]
+        np.copyto(target, matrix)
+        _check_finite(target, rows_here, column)
+        if metric == "cosine":
+            faiss.normalize_L2(target)
+        filled += len(matrix)
+    if filled != rows:
+        raise SearchIndexError(f"column {column!r}: read {filled} vectors of {rows} rows")
+    index.ntotal = rows
 
 
 def _reserve(index: faiss.Index, rows: int) -> None:
