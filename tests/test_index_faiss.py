@@ -72,6 +72,37 @@ def test_flat_top10_equals_numpy_brute_force_for_100_queries(ten_thousand, metri
     }
 
 
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+@pytest.mark.parametrize(
+    "layout",
+    ["stored float32", "float64 (converted)", "selected rows", "small stored chunks"],
+)
+def test_a_flat_index_holds_what_faiss_add_would_and_can_grow(tmp_path, metric, layout):
+    vectors = random_vectors(2_500)
+    dataset = Dataset.from_dict({"v": vectors})
+    if layout == "float64 (converted)":
+        dataset = Dataset.from_dict({"v": vectors.astype(np.float64)})
+    elif layout == "selected rows":
+        order = np.random.default_rng(1).permutation(len(vectors))
+        dataset, vectors = dataset.select(order), vectors[order]
+    elif layout == "small stored chunks":  # views of many stored chunks, each checked
+        dataset.save_to_disk(str(tmp_path / "ds"), max_shard_size="64KB")
+        dataset = load_from_disk(str(tmp_path / "ds"))
+    built = faiss.build(dataset, "v", metric=metric, batch_size=300)
+    reference = (
+        raw_faiss.IndexFlatIP(DIMENSION) if metric == "cosine" else raw_faiss.IndexFlatL2(DIMENSION)
+    )
+    expected = vectors.copy()
+    if metric == "cosine":
+        raw_faiss.normalize_L2(expected)
+    reference.add(expected)
+    assert built.count() == reference.ntotal == len(vectors)
+    np.testing.assert_array_equal(built.index.reconstruct_n(0, len(vectors)), expected)
+    more = random_vectors(10, seed=5)
+    built.index.add(more)  # FAISS keeps adding to an index filled in place
+    np.testing.assert_array_equal(built.index.reconstruct(len(vectors) + 9), more[9])
+
+
 def test_search_agrees_with_datasets_faiss_index(ten_thousand):
     vectors, dataset = ten_thousand
     index = faiss.build(dataset, "vector", metric="ip")
@@ -309,6 +340,19 @@ def test_bad_rows_are_named():
     null_text = Dataset.from_dict({"t": ["a", None]})
     with pytest.raises(SearchIndexError, match=r"column 't', row 1: null text to embed"):
         faiss.build(null_text, "t", embed=EMBEDDER)
+
+
+def test_huge_finite_values_are_kept_where_faiss_copes_and_named_where_it_would_abort():
+    huge = random_vectors(100, dimension=4)
+    huge[7] = 1e30  # its squared length overflows float32
+    assert faiss.build(Dataset.from_dict({"v": huge}), "v").count() == 100
+    # FAISS's own k-means would abort the process on it
+    with pytest.raises(SearchIndexError, match=r"column 'v', row 7: values too large to train"):
+        faiss.build(Dataset.from_dict({"v": huge}), "v", index_factory="IVF2,Flat")
+    huge[33, 2] = -np.inf
+    for factory in ("Flat", "IVF2,Flat"):
+        with pytest.raises(SearchIndexError, match=r"column 'v', row 33: NaN or infinite"):
+            faiss.build(Dataset.from_dict({"v": huge}), "v", index_factory=factory, batch_size=16)
 
 
 def test_an_index_type_without_selectors_says_filters_are_not_supported():

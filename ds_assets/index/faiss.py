@@ -331,13 +331,17 @@ def _check_finite(matrix: np.ndarray, rows: Sequence[int], column: str) -> None:
     # fast as numpy's sum; numpy's own matrix product would start OpenBLAS threads, which spin
     # against FAISS's OpenMP threads. The exact check runs only on rows whose norm is not
     # finite (a bad value, or finite values overflowing float32), to name the row.
-    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-    norms = np.empty(len(matrix), dtype=np.float32)
-    faiss.fvec_norms_L2sqr(faiss.swig_ptr(norms), faiss.swig_ptr(matrix), *matrix.shape[::-1])
-    for suspect in np.flatnonzero(~np.isfinite(norms)):
+    for suspect in np.flatnonzero(~np.isfinite(_squared_norms(matrix))):
         if not np.isfinite(matrix[suspect]).all():
             row = int(rows[int(suspect)])
             raise SearchIndexError(f"column {column!r}, row {row}: NaN or infinite value")
+
+
+def _squared_norms(matrix: np.ndarray) -> np.ndarray:
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    norms = np.empty(len(matrix), dtype=np.float32)
+    faiss.fvec_norms_L2sqr(faiss.swig_ptr(norms), faiss.swig_ptr(matrix), *matrix.shape[::-1])
+    return norms
 
 
 def _normalized(matrix: np.ndarray) -> np.ndarray:
@@ -381,6 +385,14 @@ def _train(
         rows_here = range(offset, end) if positions is None else positions[offset:end]
         _check_dimension(index, matrix, rows_here, column)
         sample[offset:end] = _checked(matrix, rows_here, column, metric == "cosine")
+    # FAISS's k-means aborts the whole process ("invalid cluster assignment") when a squared
+    # norm overflows float32, so such rows are refused here with their name.
+    for suspect in np.flatnonzero(~np.isfinite(_squared_norms(sample)))[:1]:
+        row = int(suspect) if positions is None else int(positions[suspect])
+        raise SearchIndexError(
+            f"column {column!r}, row {row}: values too large to train FAISS index "
+            f"{index_factory!r} on (the squared length overflows float32); scale the vectors"
+        )
     try:
         index.train(sample)
     except RuntimeError as error:
