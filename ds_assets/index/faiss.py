@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from itertools import compress
 from typing import Any
 
 import faiss
@@ -97,6 +98,7 @@ class FaissIndex(SearchIndex):
         self.index = index
         self.metric = metric
         self.index_factory = index_factory
+        self._dimension = int(index.d)  # fixed for the life of a FAISS index
         self.embed_path = embedder_path(embed)
         if dataset is not None and dataset.num_rows != self.count():
             raise SearchIndexError(
@@ -111,7 +113,7 @@ class FaissIndex(SearchIndex):
     @property
     def dimension(self) -> int:
         """Length of the indexed vectors (and of the queries)."""
-        return int(self.index.d)
+        return self._dimension
 
     def describe(self) -> dict[str, Any]:
         """What a manifest records of this index (JSON-ready).
@@ -215,10 +217,13 @@ class FaissIndex(SearchIndex):
             raise SearchIndexError(
                 f"FAISS search failed on {kind}{hint}: {_faiss_message(error)}"
             ) from None
-        found = ids >= 0  # FAISS pads with -1 when fewer than k vectors match
+        scores, ids = scores.tolist(), ids.tolist()
+        if all(-1 not in row for row in ids):  # the usual case: k hits, no padding to drop
+            return scores, ids
+        found = [[row >= 0 for row in hits] for hits in ids]  # FAISS pads with -1
         return (
-            [row[keep].tolist() for row, keep in zip(scores, found, strict=True)],
-            [row[keep].tolist() for row, keep in zip(ids, found, strict=True)],
+            [list(compress(row, keep)) for row, keep in zip(scores, found, strict=True)],
+            [list(compress(row, keep)) for row, keep in zip(ids, found, strict=True)],
         )
 
 
