@@ -356,11 +356,16 @@ def _write_documents(
         for table in dataset.with_format("arrow").iter(batch_size=batch_size):
             texts = [table.column(column).to_pylist() for column in columns]  # one batch
             ids = table.column(id_column).to_pylist() if id_column is not None else None
+            named = list(zip(columns, texts, strict=True))
             for offset in range(table.num_rows):
                 document = tantivy.Document()
                 document.add_unsigned(ROW_FIELD, start + offset)
-                for column, values in zip(columns, texts, strict=True):
-                    _add_text(document, column, values[offset])
+                for column, values in named:
+                    value = values[offset]
+                    if type(value) is str:  # the usual case, inline: this loop is the build
+                        document.add_text(column, value)
+                    else:
+                        _add_text(document, column, value)
                 if ids is not None:
                     _add_id(document, id_column, ids[offset], start + offset)
                 writer.add_document(document)
