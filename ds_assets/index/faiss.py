@@ -242,8 +242,8 @@ def build(
 
     `index_factory` is FAISS's factory string ("Flat", "IVF1024,Flat", "HNSW32", "IVF256,PQ16",
     ...); indexes that need training are trained on `train_size` sampled rows (default: see the
-    module docstring). Vectors are added at most `batch_size` rows at a time; reading, checking
-    and normalizing the next batches runs in a background thread while FAISS adds one.
+    module docstring). Vectors are added at most `batch_size` rows at a time (a plain flat
+    index is filled in place, see `_fill_flat`).
 
     >>> ds = Dataset.from_dict({"text": ["red apple", "green apple", "blue whale"]})
     >>> built = build(ds, "text", embed="ds_assets.index.embedders:hashing_embedder",
@@ -392,8 +392,10 @@ def _train(
         sample[offset:end] = _checked(matrix, rows_here, column, metric == "cosine")
     # FAISS's k-means aborts the whole process ("invalid cluster assignment") when a squared
     # norm overflows float32, so such rows are refused here with their name.
-    for suspect in np.flatnonzero(~np.isfinite(_squared_norms(sample)))[:1]:
-        row = int(suspect) if positions is None else int(positions[suspect])
+    overflowing = np.flatnonzero(~np.isfinite(_squared_norms(sample)))
+    if len(overflowing):
+        first = int(overflowing[0])
+        row = first if positions is None else int(positions[first])
         raise SearchIndexError(
             f"column {column!r}, row {row}: values too large to train FAISS index "
             f"{index_factory!r} on (the squared length overflows float32); scale the vectors"
