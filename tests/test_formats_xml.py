@@ -626,6 +626,108 @@ def test_an_object_read_from_s3(seaweedfs, s3_bucket):
     assert from_s3.to_list() == xml.parse(path, row_tag="mime-type").to_list()
 
 
+# --- the attribute-row path and the tree path -------------------------------------------------
+
+
+def tree_path_rows(document: bytes, **options) -> tuple[Features, list[dict]]:
+    """What the tree path alone makes of `document`: a stream that cannot be read again never
+    takes the attribute-row path (which hands over to the tree path by reading it again)."""
+    dataset = xml.parse(OneWayStream(document), **options)
+    return dataset.features, dataset.to_list()
+
+
+def count_attribute_path_rows(monkeypatch) -> list[int]:
+    """The number of rows each pass of the attribute-row path yields, from now on."""
+    passes: list[int] = []
+    original = xml._attribute_tables
+
+    def counted(plan, source):
+        passes.append(0)
+        for table in original(plan, source):
+            passes[-1] += table.num_rows
+            yield table
+
+    monkeypatch.setattr(xml, "_attribute_tables", counted)
+    return passes
+
+
+ATTRIBUTE_VALUES = (
+    b'<!DOCTYPE doc [<!ENTITY co "ACME &amp; Co"><!ENTITY nest "&co;!">]>\n'
+    b'<doc xmlns:p="urn:p"><row a="&co; &lt;x&gt; &#65; &#10;nl" b="x\ny\tz  w" c="&nest;" '
+    b'p:d="1" xml:lang="fr"/>\n<row a="" b="2"><![CDATA[ cd ]]>te&co;xt&#x263A;</row>\n'
+    b"<row/></doc>"
+)
+
+
+def test_attribute_rows_convert_alike_on_both_paths(tmp_path, monkeypatch):
+    """Entities, character references, attribute value normalization, CDATA, namespaces (a
+    prefix only the document gives) and text: the same rows from libxml2's events as from the
+    tree, with inferred and declared Features, map-style and streaming."""
+    path = str(tmp_path / "values.xml")
+    with open(path, "wb") as out:
+        out.write(ATTRIBUTE_VALUES)
+    passes = count_attribute_path_rows(monkeypatch)
+    features, rows = tree_path_rows(ATTRIBUTE_VALUES)
+    assert rows[0]["a"] == "ACME & Co <x> A \nnl" and rows[0]["b"] == "x y z  w"
+    assert rows[0]["p:d"] == "1" and rows[1]["#text"] == " cd teACME & Coxt\u263a"
+    assert passes == []
+    mapped = xml.parse(path)
+    assert mapped.features == features and mapped.to_list() == rows
+    assert rows_of(xml.parse(path, streaming=True)) == rows
+    assert passes == [3, 3]  # map-style and streaming: every row by the attribute-row path
+    declared = Features({"b": STRING, "p:d": Value("int32"), "#text": STRING})
+    passes.clear()
+    expected = tree_path_rows(ATTRIBUTE_VALUES, features=declared)[1]
+    assert xml.parse(path, features=declared).to_list() == expected
+    assert passes == [0]  # only the document names prefix p: the tree path reads every row
+
+
+def test_the_tree_path_goes_on_from_the_first_row_not_yet_converted(tmp_path, monkeypatch):
+    """Attribute rows, then a row with a child element: the tables already made stay, and the
+    tree path converts the rest, with no row lost or repeated."""
+    monkeypatch.setattr(xml, "BATCH_ROWS", 2)
+    monkeypatch.setattr(xml, "CHUNK_BYTES", 64)  # tables between chunks of a small file
+    rows = [f'<row id="{n}" name="n{n}"/>' for n in range(7)]
+    rows += ['<row id="7"><name>seven</name></row>', '<row id="8" name="n8"/>']
+    document = ("<doc>\n" + "\n".join(rows) + "\n</doc>").encode()
+    path = str(tmp_path / "mixed.xml")
+    with open(path, "wb") as out:
+        out.write(document)
+    declared = Features({"id": Value("int64"), "name": STRING})
+    expected = [{"id": n, "name": f"n{n}"} for n in range(9)]
+    expected[7]["name"] = "seven"
+    passes = count_attribute_path_rows(monkeypatch)
+    assert tree_path_rows(document, features=declared)[1] == expected
+    assert xml.parse(path, features=declared).to_list() == expected
+    assert rows_of(xml.parse(path, features=declared, streaming=True)) == expected
+    assert len(passes) == 2 and all(2 <= rows <= 7 for rows in passes)  # then the tree path
+    with pytest.raises(XMLError, match=r"line 9, row 7: element <name> in <row> is not in the "
+                       r"Features inferred from the first 7 rows"):  # fmt: skip
+        xml.parse(path, infer_rows=7)
+
+
+def test_errors_after_attribute_rows_name_their_line_and_row(tmp_path, monkeypatch):
+    """Raised by the tree path, which reads the source again: the same messages as its own."""
+    monkeypatch.setattr(xml, "BATCH_ROWS", 2)
+    monkeypatch.setattr(xml, "CHUNK_BYTES", 32)
+    passes = count_attribute_path_rows(monkeypatch)
+    rows = "\n".join(f'<row n="{n}"/>' for n in range(5))
+    cases = {
+        '<row n="5" k="1"/>': r"line 7, row 5: attribute 'k' in <row> is not in the Features "
+        "inferred from the first 5 rows",
+        '<row n="5">loose text</row>': r"line 7, row 5: text in <row>",
+        '<row n="5" n="6"/>': r"line 7, column \d+: Attribute n redefined",
+    }
+    for extra, message in cases.items():
+        path = write(tmp_path, f"<doc>\n{rows}\n{extra}\n</doc>")
+        with pytest.raises(XMLError, match=rf"^{path}, {message}"):
+            xml.parse(path, infer_rows=5)
+    path = write(tmp_path, f"<doc>\n{rows}\n<row n='five'/>\n</doc>")
+    with pytest.raises(XMLError, match=r"line 7, row 5: column 'n': cannot cast 'five'"):
+        xml.parse(path, features=Features({"n": Value("int32")}))
+    assert len(passes) == 4 and min(passes) >= 2  # tables were made before each error
+
+
 # --- memory -----------------------------------------------------------------------------------
 
 
