@@ -8,6 +8,7 @@ partition key, which Dagster never launches twice for one sensor.
 
 import fnmatch
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -169,12 +170,13 @@ def new_range_keys(
     column: str,
     *,
     after: Any = None,
+    through: Any = None,
     rows_per_partition: int = 100_000,
     max_partitions: int = 10,
     schema: str | None = None,
 ) -> tuple[list[str], Any]:
-    """(partition keys of the next ranges of rows with `column` above `after`, the last range's
-    end): what `new_rows_sensor` adds at one tick.
+    """(partition keys of the next ranges of rows with `column` above `after` and up to
+    `through`, the last range's end): what `new_rows_sensor` adds at one tick.
 
     >>> import sqlalchemy as sa
     >>> engine = sa.create_engine("sqlite://")
@@ -187,7 +189,7 @@ def new_range_keys(
     from ds_assets.formats import sql
 
     ranges = sql.new_row_ranges(
-        engine, table, column, after=after, rows_per_range=rows_per_partition,
+        engine, table, column, after=after, through=through, rows_per_range=rows_per_partition,
         max_ranges=max_partitions, schema=schema,
     )  # fmt: skip
     keys = []
@@ -197,12 +199,36 @@ def new_range_keys(
     return keys, after
 
 
+def settled_bound(
+    seen: list[list], highest: Any, now: float, settle_seconds: float
+) -> tuple[Any, list[list]]:
+    """(the highest cursor value safe to take at `now`, the observations to keep in the cursor).
+
+    `seen` holds `[time, value]` observations of the highest cursor value, oldest first;
+    `highest` is today's. A value is settled once it was the highest `settle_seconds` ago: the
+    rows up to it that were still in open transactions then have committed since, unless a
+    transaction stayed open longer than that. With `settle_seconds=0`, `highest` itself.
+
+    >>> settled_bound([], 5, now=100.0, settle_seconds=60)
+    (None, [[100.0, '5']])
+    >>> settled_bound([[100.0, "5"]], 9, now=170.0, settle_seconds=60)
+    (5, [[100.0, '5'], [170.0, '9']])
+    """
+    if highest is not None and (not seen or seen[-1][1] != format_bound(highest)):
+        seen = [*seen, [now, format_bound(highest)]]
+    horizon = now - settle_seconds
+    settled = [entry for entry in seen if entry[0] <= horizon]
+    kept = settled[-1:] + [entry for entry in seen if entry[0] > horizon]
+    return (parse_bound(settled[-1][1]) if settled else None), kept
+
+
 def new_rows_sensor(
     source: AssetsDefinition,
     *,
     name: str | None = None,
     rows_per_partition: int = 100_000,
     max_partitions_per_tick: int = 10,
+    settle_seconds: float = 60,
     minimum_interval_seconds: int = 30,
     asset_selection: Sequence[AssetKey | AssetsDefinition] | None = None,
     sql_resource_key: str = "sql",
@@ -211,8 +237,16 @@ def new_rows_sensor(
     """Add a partition of a `sql_source` for each range of about `rows_per_partition` new rows
     (cursor column above the last range's end) and request a run for it.
 
-    Each tick costs one indexed query per range (`WHERE cursor > :last ORDER BY cursor
-    LIMIT 1 OFFSET n`), never a scan of the rows seen before.
+    Rows do not commit in cursor order: an auto-increment id or a `now()` timestamp is given
+    when a transaction inserts, and a longer transaction may commit a lower value after a
+    higher one is visible. So a range only goes up to a value that was already the highest
+    `settle_seconds` ago (`settled_bound`): a row is missed only if its transaction stayed open
+    longer than that. `settle_seconds=0` takes rows as soon as they are visible (for a single
+    writer committing in order, or a cursor assigned at commit).
+
+    Each tick costs one indexed `max()` query and one indexed query per range
+    (`WHERE cursor > :last ORDER BY cursor LIMIT 1 OFFSET n`), never a scan of the rows seen
+    before.
 
     >>> from ds_assets import sql_source
     >>> new_rows_sensor(sql_source("orders", "orders", cursor_column="id")).name
@@ -224,7 +258,12 @@ def new_rows_sensor(
         raise DagsterInvalidDefinitionError(
             f"new_rows_sensor: sql_source {source.key.to_user_string()} has no cursor_column"
         )
+    if settle_seconds < 0:
+        raise DagsterInvalidDefinitionError(
+            f"new_rows_sensor: settle_seconds must be 0 or more, got {settle_seconds}"
+        )
     selection = list(asset_selection) if asset_selection else [source.key]
+    table, schema = config["table"], config.get("schema")
 
     @sensor(
         name=name or f"{'__'.join(source.key.path)}__new_rows",
@@ -232,18 +271,30 @@ def new_rows_sensor(
         asset_selection=selection,
         required_resource_keys={sql_resource_key},
         default_status=default_status,
-        description=f"new rows of {config['table']} by {column}",
+        description=f"new rows of {table} by {column}",
     )
     def _sensor(context: SensorEvaluationContext):
+        from ds_assets.formats import sql
+
         cursor = json.loads(context.cursor) if context.cursor else {}
         last = parse_bound(cursor["high"]) if cursor.get("high") else None
         engine = getattr(context.resources, sql_resource_key).get_engine()
-        keys, high = new_range_keys(
-            engine, config["table"], column, after=last, rows_per_partition=rows_per_partition,
-            max_partitions=max_partitions_per_tick, schema=config.get("schema"),
-        )  # fmt: skip
+        highest = sql.highest_cursor_value(engine, table, column, schema=schema)
+        through, seen = settled_bound(cursor.get("seen", []), highest, time.time(), settle_seconds)
+        keys, high = [], last
+        if through is not None and (last is None or through > last):
+            keys, high = new_range_keys(
+                engine, table, column, after=last, through=through,
+                rows_per_partition=rows_per_partition, max_partitions=max_partitions_per_tick,
+                schema=schema,
+            )  # fmt: skip
+        next_cursor = {"seen": seen, **({"high": format_bound(high)} if high is not None else {})}
         if not keys:
-            return SkipReason(f"no rows of {config['table']} with {column} above {last}")
-        return _result(context, source, keys, {"high": format_bound(high)}, selection)
+            skip = SkipReason(
+                f"no settled rows of {table} with {column} above {last} (highest now: "
+                f"{highest}, taken once it has been the highest for {settle_seconds}s)"
+            )
+            return SensorResult(skip_reason=skip, cursor=json.dumps(next_cursor, sort_keys=True))
+        return _result(context, source, keys, next_cursor, selection)
 
     return _sensor

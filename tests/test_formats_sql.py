@@ -710,8 +710,16 @@ def test_new_row_ranges_never_split_ties_and_cover_each_row_once(engine, tables)
     )
     assert sql.new_row_ranges(engine, table.name, "id", after=5, rows_per_range=3) == ranges[2:]
     assert sql.new_row_ranges(engine, table.name, "id", after=10) == []
+    # up to `through` only: the last range ends at the highest value not above it
+    assert sql.new_row_ranges(engine, table.name, "id", rows_per_range=3, through=7) == [
+        *ranges[:2], sql.RowRange(5, 7, 2)
+    ]  # fmt: skip
+    assert sql.new_row_ranges(engine, table.name, "id", after=2, through=2) == []
+    assert sql.highest_cursor_value(engine, table.name, "id") == 10
     with pytest.raises(LookupError, match="no column 'nope'"):
         sql.new_row_ranges(engine, table.name, "nope")
+    with pytest.raises(LookupError, match="no column 'nope'"):
+        sql.highest_cursor_value(engine, table.name, "nope")
 
 
 @pytest.mark.parametrize("kind", ["timestamp", "timestamptz", "date", "decimal"])

@@ -199,7 +199,9 @@ def test_new_rows_become_fixed_ranges_picked_up_once(instance, tmp_path):
         connection.execute(sa.text("CREATE TABLE orders (id INTEGER PRIMARY KEY, note TEXT)"))
     insert(engine, "orders", range(1, 8))
     source = sql_source("orders", "orders", cursor_column="id")
-    sensor = new_rows_sensor(source, rows_per_partition=3, max_partitions_per_tick=2)
+    sensor = new_rows_sensor(
+        source, rows_per_partition=3, max_partitions_per_tick=2, settle_seconds=0
+    )
     driver = SensorDriver(sensor, instance, [source], {"sql": resource})
     before = driver.cursor or ""  # no cursor yet
     assert driver.tick() == ["start..3", "3..6"]  # at most two ranges per tick
@@ -245,7 +247,7 @@ def test_timestamp_cursor_on_postgresql(instance, tmp_path):
         pytest.skip(f"PostgreSQL on 127.0.0.1:5432 is not reachable: {error}")
     try:
         source = sql_source("events", table, cursor_column="at")
-        sensor = new_rows_sensor(source, rows_per_partition=2)
+        sensor = new_rows_sensor(source, rows_per_partition=2, settle_seconds=0)
         driver = SensorDriver(sensor, instance, [source], {"sql": resource})
         keys = driver.tick()
         assert keys == [
@@ -262,6 +264,78 @@ def test_timestamp_cursor_on_postgresql(instance, tmp_path):
     finally:
         with engine.begin() as connection:
             connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+
+
+def test_a_cursor_value_settles_once_it_has_been_the_highest_long_enough():
+    from ds_assets.sensors import settled_bound
+
+    assert settled_bound([], None, now=5.0, settle_seconds=60) == (None, [])  # no rows yet
+    assert settled_bound([], 7, now=5.0, settle_seconds=0) == (7, [[5.0, "7"]])
+    seen = [[0.0, "1"], [10.0, "2"], [20.0, "3"]]
+    # 2 was the highest 60 s ago: settled; older observations are dropped, newer ones kept
+    assert settled_bound(seen, 4, now=75.0, settle_seconds=60) == (
+        2, [[10.0, "2"], [20.0, "3"], [75.0, "4"]]
+    )  # fmt: skip
+    # a highest value seen again keeps the time it was first seen
+    assert settled_bound([[0.0, "5"]], 5, now=30.0, settle_seconds=60) == (None, [[0.0, "5"]])
+    assert settled_bound([[0.0, "5"]], 5, now=60.0, settle_seconds=60) == (5, [[0.0, "5"]])
+    stamp = "2026-01-01T00:00:00+00:00"
+    through, _ = settled_bound([[0.0, stamp]], None, now=90.0, settle_seconds=60)
+    assert through.isoformat() == stamp and through.tzinfo is not None
+
+
+@pytest.mark.parametrize("server", ["postgresql", "mariadb"])
+def test_a_row_committed_after_a_higher_one_is_still_picked_up(instance, tmp_path, server):
+    """Ids come from the table's sequence when a transaction inserts, so a slow transaction
+    commits id 1 after id 2 is visible: a range up to 2 taken at once would miss row 1 for
+    good. `settle_seconds` waits until 2 has been the highest that long."""
+    import time
+
+    import sqlalchemy as sa
+
+    from ds_assets import new_rows_sensor, sql_source
+    from ds_assets.sensors import new_range_keys
+    from tests.test_formats_sql import server_engine
+
+    engine = server_engine(server)
+    resource = sql_resource(engine.url.render_as_string(hide_password=False))
+    table = f"notes_{os.getpid()}_{id(tmp_path) % 100000}"
+    key = "id SERIAL PRIMARY KEY" if server == "postgresql" else "id INT AUTO_INCREMENT PRIMARY KEY"
+    add = sa.text(f"INSERT INTO {table} (note) VALUES (:note)")
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"CREATE TABLE {table} ({key}, note TEXT)"))
+    slow = engine.connect()
+    try:
+        transaction = slow.begin()
+        slow.execute(add, {"note": "slow"})  # id 1, not committed yet
+        with engine.begin() as connection:
+            connection.execute(add, {"note": "fast"})  # id 2, committed
+        assert new_range_keys(engine, table, "id") == (["start..2"], 2)  # row 1 not visible
+
+        source = sql_source("notes", table, cursor_column="id")
+        sensor = new_rows_sensor(source, settle_seconds=0.5)
+        driver = SensorDriver(sensor, instance, [source], {"sql": resource})
+        assert driver.tick() == []  # 2 is the highest from now on
+        transaction.commit()
+        time.sleep(0.6)
+        assert driver.tick() == ["start..2"]
+        with engine.begin() as connection:
+            connection.execute(add, {"note": "later"})
+        assert driver.tick() == []  # 3 is seen, not settled
+        time.sleep(0.6)
+        assert driver.tick() == ["2..3"]
+
+        resources = {"io_manager": DatasetIOManager(base_dir=str(tmp_path / "data")),
+                     "sql": resource}  # fmt: skip
+        assert materialize([source], resources=resources, instance=instance,
+                           partition_key="start..2").success  # fmt: skip
+        stored = Dataset.load_from_disk(str(tmp_path / "data" / "notes" / "start..2"))
+        assert stored.sort("id")[:] == {"id": [1, 2], "note": ["slow", "fast"]}
+    finally:
+        slow.close()
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+        engine.dispose()
 
 
 def test_a_missing_folder_is_skipped_with_its_name(instance, tmp_path):

@@ -56,7 +56,14 @@ from sqlalchemy.engine import Connection, CursorResult, Engine
 
 from ds_assets.formats.output import to_dataset
 
-__all__ = ["RowRange", "features_of", "from_query", "from_table", "new_row_ranges"]
+__all__ = [
+    "RowRange",
+    "features_of",
+    "from_query",
+    "from_table",
+    "highest_cursor_value",
+    "new_row_ranges",
+]
 
 Prepare = Callable[[Any], Any]
 
@@ -208,11 +215,13 @@ def new_row_ranges(
     rows_per_range: int = 100_000,
     max_ranges: int = 10,
     schema: str | None = None,
+    through: Any = None,
 ) -> list[RowRange]:
     """Consecutive ranges `(low, high]` of `cursor_column` over its values above `after` (all
-    values if None), at most `max_ranges`, each of about `rows_per_range` rows: a range ends at
-    the value at offset `rows_per_range - 1` and holds every row equal to it, so rows with equal
-    cursor values are never split; the last range may be smaller.
+    values if None) and up to `through` (no upper bound if None), at most `max_ranges`, each of
+    about `rows_per_range` rows: a range ends at the value at offset `rows_per_range - 1` and
+    holds every row equal to it, so rows with equal cursor values are never split; the last
+    range may be smaller.
 
     Each range costs two queries that walk the cursor column's index from `low`
     (`WHERE col > :low ORDER BY col LIMIT 1 OFFSET n`, then a count), so the cost follows the
@@ -245,6 +254,8 @@ def new_row_ranges(
         low = after
         while len(ranges) < max_ranges:
             newer = column.is_not(None) if low is None else column > low
+            if through is not None:
+                newer = sa.and_(newer, column <= through)
             boundary = sa.select(column).where(newer).order_by(column)
             high = connection.execute(boundary.limit(1).offset(rows_per_range - 1)).scalar()
             is_last = high is None
@@ -258,6 +269,30 @@ def new_row_ranges(
                 break
             low = high
     return ranges
+
+
+def highest_cursor_value(
+    engine: Engine | str, table: str, cursor_column: str, schema: str | None = None
+) -> Any:
+    """The highest value of `cursor_column` in `table` now (None if no row has one): one
+    `max()` query, which an index on the column answers without a scan.
+
+    >>> import sqlalchemy as sa
+    >>> engine = sa.create_engine("sqlite://")
+    >>> with engine.begin() as connection:
+    ...     _ = connection.execute(sa.text("CREATE TABLE log (id INTEGER)"))
+    ...     _ = connection.execute(sa.text("INSERT INTO log VALUES (3), (7), (NULL)"))
+    >>> highest_cursor_value(engine, "log", "id")
+    7
+    """
+    engine = _engine(engine)
+    with engine.connect() as connection:
+        types = _reflect(connection, table, schema)
+        relation = _relation(table, schema, types)
+        column = relation.c[
+            _known_column(cursor_column, types, _table_label(engine, table, schema))
+        ]
+        return connection.execute(sa.select(sa.func.max(column))).scalar()
 
 
 # -- arguments ---------------------------------------------------------------------------------
