@@ -244,6 +244,44 @@ def test_rejected_documents_fail_the_build_and_keep_the_previous_version(client,
     assert old.count() == 3 and old.search("old two", k=1)[1] == [1]
 
 
+@pytest.mark.parametrize("parallel", [False, True])
+def test_append_adds_rows_after_the_last_all_or_nothing_unseen_by_readers_of_the_old_rows(
+    client, alias, parallel
+):
+    mappings = {"properties": {"text": {"type": "text"}, "code": {"type": "long"}}}
+    first = Dataset.from_dict({"text": ["old fox", "old dog"], "code": ["1", "2"]})
+    es_index.build(client, first, alias, ["text"], mappings=mappings, version="v1")
+    old_reader = ElasticsearchIndex(client, alias, ["text"], row_limit=2)
+    codes = [str(i) for i in range(30)]
+    codes[25] = "x25"  # a long field cannot hold it
+    bad = Dataset.from_dict({"text": [f"new fox {i}" for i in range(30)], "code": codes})
+    with pytest.raises(BulkLoadError, match=r"(?s)the documents it added.*row 27 \(id '27'\)"):
+        es_index.append(client, bad, alias, ["text"], row_offset=2, chunk_size=10,
+                        parallel=parallel)  # fmt: skip
+    assert ElasticsearchIndex(client, alias, ["text"]).count() == 2  # what it added is gone
+
+    more = Dataset.from_dict({"text": ["new fox", "new cat"], "code": ["3", "4"]})
+    new = es_index.append(client, more, alias, ["text"], row_offset=2)
+    assert new.count() == 4 and aliased(client, alias) == [f"{alias}__v1"]
+    assert sorted(new.search("fox", k=5)[1]) == [0, 2]
+    assert old_reader.count() == 2 and old_reader.search("fox", k=5)[1] == [0]
+    assert old_reader.search("fox", k=5, filter={"term": {"code": 3}})[1] == []
+    with pytest.raises(SearchIndexError, match=r"holds 4 documents; append\(row_offset=3\)"):
+        es_index.append(client, more, alias, ["text"], row_offset=3)
+    with pytest.raises(SearchIndexError, match=r"alias 'nothing-here' on one index"):
+        es_index.append(client, more, "nothing-here", ["text"], row_offset=0)
+
+
+def test_append_refuses_an_id_an_earlier_row_has_and_leaves_it_alone(client, alias):
+    first = Dataset.from_dict({"key": ["a", "b"], "text": ["apple", "berry"]})
+    es_index.build(client, first, alias, ["text"], id_column="key", version="v1")
+    clash = Dataset.from_dict({"key": ["c", "a"], "text": ["cherry", "avocado"]})
+    with pytest.raises(BulkLoadError, match=r"row 3 \(id 'a'\): version_conflict"):
+        es_index.append(client, clash, alias, ["text"], id_column="key", row_offset=2)
+    index = ElasticsearchIndex(client, alias, ["text"])
+    assert index.count() == 2 and index.search("apple", k=1)[1] == [0]
+
+
 def test_duplicate_ids_are_named_and_nothing_is_left_behind(client, alias):
     dataset = Dataset.from_dict({"key": ["a", "b", "c", "b"], "text": ["w", "x", "y", "z"]})
     with pytest.raises(BulkLoadError, match=r"row 3 \(id 'b'\): version_conflict.*must be unique"):

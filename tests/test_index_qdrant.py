@@ -453,6 +453,44 @@ def test_upsert_adds_a_new_partition_in_place_and_upserting_it_again_overwrites(
         qdrant.upsert(client, second, "nothing", column="vector")
 
 
+def test_append_adds_rows_after_the_last_all_or_nothing_unseen_by_readers_of_the_old_rows(
+    client, name
+):
+    first, second = vector_dataset(100, 4), vector_dataset(40, 4, seed=1)
+    whole = Dataset.from_dict({"vector": np.concatenate([vectors(100, 4), vectors(40, 4, 1)])})
+    qdrant.build(client, first, name, column="vector", version="1")
+    old_reader = QdrantIndex(client, name, dataset=first, row_limit=100)
+    probe = vectors(40, 4, seed=1)[7]
+    before = old_reader.search(probe, k=3)
+
+    bad = Dataset.from_dict({"vector": [*vectors(40, 4, 1).tolist()[:39], [float("nan")] * 4]})
+    with pytest.raises(SearchIndexError, match=r"rows 32\.\.39: row 39 has a NaN"):  # 3rd batch
+        qdrant.append(client, bad, name, column="vector", row_offset=100, batch_size=16)
+    assert QdrantIndex(client, name).count() == 100  # the points it added were deleted
+    with pytest.raises(SearchIndexError, match=r"holds 100 points; append\(row_offset=90\)"):
+        qdrant.append(client, second, name, column="vector", row_offset=90)
+
+    new = qdrant.append(client, second, name, column="vector", row_offset=100, batch_size=16)
+    assert new.count() == 140 and physical_collections(client, name) == [f"{name}__1"]
+    assert QdrantIndex(client, name, dataset=whole).search(probe, k=1)[1] == [107]
+    assert old_reader.count() == 100 and old_reader.search(probe, k=3) == before
+    tagged = {"must": [{"key": ROW_KEY, "range": {"gte": 50}}]}
+    assert all(50 <= row < 100 for row in old_reader.search(probe, k=10, filter=tagged)[1])
+
+
+def test_append_refuses_an_id_an_earlier_row_has_and_writes_nothing(client, name):
+    first = vector_dataset(3, 2, key=[10, 11, 12])
+    qdrant.build(client, first, name, column="vector", id_column="key", version="1")
+    clash = vector_dataset(2, 2, seed=1, key=[13, 11])
+    with pytest.raises(
+        SearchIndexError, match=r"row 1 of the rows appended: id 11 is already the id of row 1"
+    ):
+        qdrant.append(client, clash, name, column="vector", id_column="key", row_offset=3)
+    assert QdrantIndex(client, name).count() == 3
+    point = client.retrieve(name, ids=[11], with_payload=True)[0]
+    assert point.payload[ROW_KEY] == 1  # untouched
+
+
 # --- bad input ------------------------------------------------------------------------------------
 
 

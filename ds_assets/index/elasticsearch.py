@@ -303,11 +303,12 @@ def _documents(
     columns: list[str],
     id_column: str | None,
     batch_size: int,
+    start: int = 0,
 ) -> Iterator[dict[str, Any]]:
-    """Bulk `create` actions, one per row, read batch by batch from the dataset."""
+    """Bulk `create` actions, one per row, read batch by batch from the dataset; rows are
+    numbered from `start`."""
     floats = [c for c in columns if _scalar_dtype(dataset.features[c]) in _FLOAT_TYPES]
     selected = list(dict.fromkeys([*columns, *([id_column] if id_column else [])]))
-    start = 0
     for table in dataset.select_columns(selected).with_format("arrow").iter(batch_size):
         ids = _document_ids(table, id_column, start)
         sources = _finite_floats(table.select(columns), floats).to_pylist()
@@ -511,6 +512,75 @@ def build(
     return ElasticsearchIndex(client, index, text_columns, dataset=dataset)
 
 
+def append(
+    client: Elasticsearch,
+    dataset: Dataset,
+    index: str,
+    text_columns: Sequence[str] | str,
+    *,
+    id_column: str | None = None,
+    row_offset: int,
+    chunk_size: int = 500,
+    parallel: bool = True,
+) -> ElasticsearchIndex:
+    """Incremental mode of the index assets: add the rows of `dataset` to the live index behind
+    the alias `index`, which holds rows `0..row_offset - 1`, as rows `row_offset` and up, with
+    the mappings `build` gave it. All or nothing: a rejected document raises `BulkLoadError`
+    once the documents this call added are deleted again.
+
+    Documents are bulk `create`d, so an `id_column` value an earlier row has is rejected, never
+    overwritten; an index that does not hold exactly `row_offset` documents (an append killed
+    midway left some) is refused. Readers opened with `row_limit=row_offset` never see the new
+    documents.
+
+    >>> from elasticsearch import Elasticsearch
+    >>> more = Dataset.from_dict({"title": ["a grey wolf"]})
+    >>> append(Elasticsearch("http://127.0.0.1:9200"), more, "docs", ["title"],
+    ...        row_offset=2).count()  # doctest: +SKIP
+    3
+    """
+    text_columns = _as_columns(text_columns)
+    if isinstance(row_offset, bool) or not isinstance(row_offset, int) or row_offset < 0:
+        raise SearchIndexError(f"row_offset must be a non-negative integer, got {row_offset!r}")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise SearchIndexError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    _check_columns(dataset, id_column)
+    behind = _indices_behind(client, index)
+    if len(behind) != 1:
+        raise SearchIndexError(
+            f"append() needs the alias {index!r} on one index made by build(); it points at "
+            f"{behind or 'nothing'}"
+        )
+    physical = behind[0]
+    mappings = client.indices.get_mapping(index=physical).body[physical]["mappings"]
+    columns = _document_columns(dataset.features, text_columns, mappings)
+    client.indices.refresh(index=physical)
+    held = client.count(index=physical)["count"]
+    if held != row_offset:
+        raise SearchIndexError(
+            f"Elasticsearch index {physical!r} holds {held} documents; "
+            f"append(row_offset={row_offset}) expects one per row before it (an append killed "
+            "midway leaves documents behind: build again)"
+        )
+    try:
+        actions = _documents(dataset, physical, columns, id_column, chunk_size, row_offset)
+        aftermath = f"the documents it added are deleted, {physical!r} holds what it held"
+        _bulk_load(client, actions, physical, chunk_size, parallel, aftermath)
+        _finish_load(client, physical, False, row_offset + len(dataset))
+    except BaseException:
+        _delete_rows_from(client, physical, row_offset)
+        raise
+    return ElasticsearchIndex(client, index, text_columns)
+
+
+def _delete_rows_from(client: Elasticsearch, physical: str, first: int) -> None:
+    """Delete the documents of rows `first` and up, and make that visible. The refresh comes
+    first: `delete_by_query` only sees documents that a refresh has made searchable."""
+    client.indices.refresh(index=physical)
+    query = {"range": {ROW_FIELD: {"gte": first}}}
+    client.delete_by_query(index=physical, query=query, refresh=True, conflicts="proceed")
+
+
 def _create_index(
     client: Elasticsearch,
     physical: str,
@@ -543,7 +613,9 @@ class ElasticsearchIndex(SearchIndex):
     documents holding it as an exact phrase get a boosted `match_phrase` should-clause, so they
     rank first. `filter` is passed through as the bool query's `filter` clause, in
     Elasticsearch's own syntax (a query dict or a list of them). Indices are the row positions
-    of the version the alias points at when the query runs.
+    of the version the alias points at when the query runs. With `row_limit` (the row count of
+    the dataset version a reader indexes), only documents of rows below it are searched and
+    counted: documents that `append` adds later stay out of that reader's answers.
 
     >>> from elasticsearch import Elasticsearch
     >>> index = ElasticsearchIndex(Elasticsearch("http://127.0.0.1:9200"), "docs", ["title"])
@@ -563,11 +635,13 @@ class ElasticsearchIndex(SearchIndex):
         text_columns: Sequence[str] | str,
         *,
         dataset: Dataset | None = None,
+        row_limit: int | None = None,
     ):
         super().__init__(dataset)
         self.client = client
         self.alias = alias
         self.text_columns = _as_columns(text_columns)
+        self.row_limit = row_limit
 
     def __repr__(self) -> str:
         return f"ElasticsearchIndex(alias={self.alias!r}, text_columns={self.text_columns!r})"
@@ -575,7 +649,9 @@ class ElasticsearchIndex(SearchIndex):
     def count(self) -> int:
         """Number of documents behind the alias."""
         try:
-            return int(self.client.count(index=self.alias)["count"])
+            limit = self._row_range()
+            query = {"query": {"bool": {"filter": limit}}} if limit else {}
+            return int(self.client.count(index=self.alias, **query)["count"])
         except ApiError as error:
             raise self._error("count", error) from error
 
@@ -589,8 +665,10 @@ class ElasticsearchIndex(SearchIndex):
             "must": [match],
             "should": [{"bool": {"should": phrases, "boost": PHRASE_BOOST}}],
         }
-        if filter is not None:
-            boolean["filter"] = self._checked_filter(filter)
+        checked = [] if filter is None else self._checked_filter(filter)
+        clauses = [*(checked if isinstance(checked, list) else [checked]), *self._row_range()]
+        if clauses:
+            boolean["filter"] = clauses[0] if len(clauses) == 1 else clauses
         return {
             "query": {"bool": boolean},
             "size": k,
@@ -598,6 +676,11 @@ class ElasticsearchIndex(SearchIndex):
             "docvalue_fields": [ROW_FIELD],
             "track_total_hits": False,
         }
+
+    def _row_range(self) -> list[dict[str, Any]]:
+        if self.row_limit is None:
+            return []
+        return [{"range": {ROW_FIELD: {"lt": self.row_limit}}}]
 
     @staticmethod
     def _checked_filter(filter: Any) -> Any:

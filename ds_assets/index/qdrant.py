@@ -94,7 +94,9 @@ class QdrantIndex(SearchIndex):
     `filter` takes a Qdrant `models.Filter` or its dict form, passed through as it is. Scores
     are Qdrant's: similarity for Cosine and Dot (larger is better), distance for Euclid and
     Manhattan (smaller is better); hits are always best first. `exact=True` asks a server for
-    exact (brute-force) search instead of HNSW; local mode is always exact.
+    exact (brute-force) search instead of HNSW; local mode is always exact. With `row_limit`
+    (the row count of the dataset version a reader indexes), only points of rows below it are
+    searched and counted: points that `append` adds later stay out of that reader's answers.
 
     >>> from qdrant_client import QdrantClient
     >>> client = QdrantClient(location=":memory:")
@@ -116,11 +118,13 @@ class QdrantIndex(SearchIndex):
         dataset: Dataset | None = None,
         embed: str | Callable | None = None,
         exact: bool = False,
+        row_limit: int | None = None,
     ):
         super().__init__(dataset, embed)
         self.client = client
         self.collection = collection_alias
         self.exact = exact
+        self.row_limit = row_limit
 
     def count(self) -> int:
         """Number of points in the collection (an exact count).
@@ -131,7 +135,10 @@ class QdrantIndex(SearchIndex):
         ...       version="1").count()
         2
         """
-        return _once_more(lambda: self.client.count(self.collection, exact=True).count)
+        limit = self._limited(None)
+        return _once_more(
+            lambda: self.client.count(self.collection, count_filter=limit, exact=True).count
+        )
 
     def describe(self) -> dict[str, Any]:
         """Count, dimension, distance, physical name and alias, and what `build` recorded
@@ -164,7 +171,7 @@ class QdrantIndex(SearchIndex):
     def _search_batch(
         self, queries: np.ndarray, k: int, filter: Any
     ) -> tuple[list[list[float]], list[list[int]]]:
-        query_filter = as_filter(filter)
+        query_filter = self._limited(as_filter(filter))
         try:
             responses = _once_more(lambda: self._query(queries, k, query_filter))
         except Exception as error:
@@ -212,6 +219,13 @@ class QdrantIndex(SearchIndex):
                 f"was opened without one{hint}"
             )
         return super()._prepare(queries)
+
+    def _limited(self, query_filter: models.Filter | None) -> models.Filter | None:
+        """`query_filter`, and only rows below `row_limit` if it is set."""
+        if self.row_limit is None:
+            return query_filter
+        below = _rows_from(0, below=self.row_limit)
+        return below if query_filter is None else models.Filter(must=[below, query_filter])
 
     def _search_params(self) -> models.SearchParams | None:
         if self.exact and not is_local(self.client):
@@ -366,6 +380,97 @@ def upsert(
     size = _single_vector_params(client.get_collection(live), live).size
     _upload(client, live, plan, plan.batches(), size)
     return QdrantIndex(client, collection, dataset=None, embed=plan.embed)
+
+
+def append(
+    client: QdrantClient,
+    dataset: Dataset,
+    collection: str,
+    *,
+    column: str | None = None,
+    embed: str | Callable | None = None,
+    payload_columns: Sequence[str] = (),
+    id_column: str | None = None,
+    row_offset: int,
+    batch_size: int = 1_000,
+) -> QdrantIndex:
+    """Incremental mode of the index assets: add the rows of `dataset` to the live collection
+    behind the alias `collection`, which holds rows `0..row_offset - 1`, as rows `row_offset`
+    and up. All or nothing: if anything fails, the points this call added are deleted again.
+
+    Unlike `upsert`, no existing row is touched: an `id_column` value that an earlier row
+    already has raises before anything is written, and a collection that does not hold exactly
+    `row_offset` points (an append killed midway left some) is refused. Readers opened with
+    `row_limit=row_offset` never see the new points; readers opened after with the longer
+    dataset see them all.
+
+    >>> from qdrant_client import QdrantClient
+    >>> client = QdrantClient(location=":memory:")
+    >>> _ = build(client, Dataset.from_dict({"v": [[1.0, 0.0]]}), "docs", column="v", version="1")
+    >>> old = QdrantIndex(client, "docs", row_limit=1)
+    >>> new = append(client, Dataset.from_dict({"v": [[0.0, 1.0]]}), "docs", column="v",
+    ...              row_offset=1)
+    >>> old.count(), new.count(), new.search([0.0, 1.0], k=1)[1]
+    (1, 2, [1])
+    """
+    if isinstance(row_offset, bool) or not isinstance(row_offset, int) or row_offset < 0:
+        raise SearchIndexError(f"row_offset must be a non-negative integer, got {row_offset!r}")
+    plan = _Plan.check(dataset, column, embed, payload_columns, id_column, batch_size, row_offset)
+    live = _alias_target(client, collection)
+    if live is None:
+        raise SearchIndexError(
+            f"qdrant alias {collection!r} does not exist: run build() before append()"
+        )
+    size = _single_vector_params(client.get_collection(live), live).size
+    held = client.count(live, exact=True).count
+    if held != row_offset:
+        raise SearchIndexError(
+            f"qdrant collection {live!r} holds {held} points; append(row_offset={row_offset}) "
+            "expects one per row before it (an append killed midway leaves points behind: "
+            "build again)"
+        )
+    try:
+        if id_column is not None:
+            _check_new_ids(client, live, plan)
+        _upload(client, live, plan, plan.batches(), size)
+        count = client.count(live, exact=True).count
+        if count != row_offset + len(dataset):
+            raise SearchIndexError(
+                f"{len(dataset)} rows appended but qdrant collection {live!r} grew by "
+                f"{count - row_offset} points; id_column {id_column!r} must be unique"
+            )
+    except BaseException:
+        _delete_rows_from(client, live, row_offset)
+        raise
+    return QdrantIndex(client, collection, dataset=None, embed=plan.embed)
+
+
+def _rows_from(first: int, below: int | None = None) -> models.Filter:
+    """A filter on the row position: `first <= row` (and `row < below`)."""
+    bounds = models.Range(gte=first if first else None, lt=below)
+    return models.Filter(must=[models.FieldCondition(key=ROW_KEY, range=bounds)])
+
+
+def _delete_rows_from(client: QdrantClient, name: str, first: int) -> None:
+    client.delete(name, points_selector=models.FilterSelector(filter=_rows_from(first)), wait=True)
+
+
+def _check_new_ids(client: QdrantClient, name: str, plan: _Plan) -> None:
+    """No appended row may take the id of a row already in the collection."""
+    start = 0
+    for side in plan.side_columns():  # the id column alone: nothing embedded twice
+        rows = range(start, start + side.num_rows)
+        ids = _ids(rows, side, plan.id_column, start)
+        start += side.num_rows
+        found = client.retrieve(name, ids=ids, with_payload=[ROW_KEY], with_vectors=False)
+        taken = {point.id: (point.payload or {}).get(ROW_KEY) for point in found}
+        for row, point_id in zip(rows, ids, strict=True):
+            if point_id in taken:
+                raise SearchIndexError(
+                    f"id_column {plan.id_column!r}, row {row} of the rows appended: id "
+                    f"{point_id!r} is already the id of row {taken[point_id]} in qdrant "
+                    f"collection {name!r}; ids must be unique"
+                )
 
 
 def as_filter(filter: models.Filter | dict | None) -> models.Filter | None:
