@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from dagster import (
     AssetExecutionContext,
+    DynamicPartitionsDefinition,
     StaticPartitionsDefinition,
     asset,
     materialize,
@@ -152,6 +153,128 @@ def test_elasticsearch_index_asset_swaps_and_loads(instance, resources, elastics
     assert metadata["alias"] == name and metadata["physical"].startswith(name + "__")
     physical = sorted(es.get_client().indices.get_alias(name=name))
     assert physical == [metadata["physical"]]  # one index behind the alias, the old one gone
+
+
+NOTES = {
+    "b": ["apples and pears", "plums in june"],
+    "c": ["pears only"],
+    "a": ["cherries late in july", "pears and cherries"],
+}
+
+
+def dynamic_notes(texts):
+    """A dataset asset with one dynamic partition per key of `texts` (its rows' texts)."""
+    days = DynamicPartitionsDefinition(name="days")
+
+    @asset(partitions_def=days)
+    def notes(context: AssetExecutionContext) -> Dataset:
+        return Dataset.from_dict({"text": texts[context.partition_key]})
+
+    return notes
+
+
+def materialize_days(notes, days, instance, resources):
+    instance.add_dynamic_partitions("days", list(days))
+    for day in days:
+        assert materialize([notes], resources=resources, instance=instance,
+                           partition_key=day).success  # fmt: skip
+
+
+def test_incremental_qdrant_index_adds_new_partitions_in_place(instance, resources, tmp_path):
+    from ds_assets.index.stored import open_stored
+    from ds_assets.storage import LocalStore
+    from resources.qdrant import QdrantResource
+
+    texts = {day: list(rows) for day, rows in NOTES.items()}
+    notes = dynamic_notes(texts)
+    qdrant = QdrantResource(path=str(tmp_path / "qdrant"))
+    index = qdrant_index_asset("notes_qdrant", notes, collection="notes", column="text",
+                               embed=EMBED, incremental=True)  # fmt: skip
+    everything = {**resources, "qdrant": qdrant}
+    store = LocalStore(str(tmp_path / "data"))
+
+    def index_now():
+        assert materialize([notes, index], resources=everything, instance=instance,
+                           selection=[index]).success  # fmt: skip
+        return metadata_of(instance, "notes_qdrant")
+
+    materialize_days(notes, ["b", "c"], instance, everything)
+    first = index_now()  # nothing stored yet: a full build
+    assert first["count"] == 3 and "appended" not in first["index"]
+
+    def stored_reader():
+        manifest, folder, dataset = store.load_bundle(("notes_qdrant",))
+        return open_stored(manifest.index, folder, dataset)
+
+    old_reader = stored_reader()
+
+    materialize_days(notes, ["a"], instance, everything)
+    second = index_now()
+    assert second["physical"] == first["physical"]  # the same live collection, grown
+    assert second["count"] == 5 and second["index"]["appended"] == ["a"]
+    manifest, folder, dataset = store.load_bundle(("notes_qdrant",))
+    assert dataset["text"] == NOTES["b"] + NOTES["c"] + NOTES["a"]  # rows in the order indexed
+    reader = open_stored(manifest.index, folder, dataset)
+    assert reader.nearest_examples("cherries late in july", k=1)[1]["text"] == [NOTES["a"][0]]
+    assert reader.count() == 5
+    assert old_reader.count() == 3  # a reader of the previous version sees only its rows
+    assert all(row < 3 for row in old_reader.search("cherries late in july", k=5)[1])
+
+    third = index_now()  # nothing new: the same collection, nothing added
+    assert third["physical"] == first["physical"] and third["count"] == 5
+
+    texts["c"] = ["pears only, and figs"]
+    materialize_days(notes, ["c"], instance, everything)  # an indexed partition changes
+    fourth = index_now()
+    assert fourth["physical"] != first["physical"] and fourth["count"] == 5  # built again
+    rows = stored_reader().nearest_examples("figs", k=1)[1]
+    assert rows["text"] == ["pears only, and figs"]
+
+
+def test_incremental_elasticsearch_index_fails_whole_and_appends_once_fixed(
+    instance,
+    resources,
+    elasticsearch_server,  # noqa: F811
+):
+    from resources import ElasticsearchResource
+
+    name = elasticsearch_server.unique_name("notes")
+    es = ElasticsearchResource(hosts=[elasticsearch_server.url])
+    codes = {"b": ["1", "2"], "c": ["3"], "a": [str(n) for n in range(30)]}
+    codes["a"][25] = "x25"  # the mappings make `code` a long: Elasticsearch rejects this row
+    days = DynamicPartitionsDefinition(name="days")
+
+    @asset(partitions_def=days)
+    def notes(context: AssetExecutionContext) -> Dataset:
+        day_codes = codes[context.partition_key]
+        texts = [f"note {code} of {context.partition_key}" for code in day_codes]
+        return Dataset.from_dict({"text": texts, "code": day_codes})
+
+    mappings = {"properties": {"text": {"type": "text"}, "code": {"type": "long"}}}
+    index = elasticsearch_index_asset("notes_es", notes, index=name, text_columns=["text"],
+                                      mappings=mappings, incremental=True)  # fmt: skip
+    everything = {**resources, "elasticsearch": es}
+    client = es.get_client()
+
+    def index_now():
+        return materialize([notes, index], resources=everything, instance=instance,
+                           selection=[index], raise_on_error=False).success  # fmt: skip
+
+    materialize_days(notes, ["b", "c"], instance, everything)
+    assert index_now()
+    first = metadata_of(instance, "notes_es")
+    materialize_days(notes, ["a"], instance, everything)
+    assert not index_now()  # a rejected document fails the run
+    assert metadata_of(instance, "notes_es")["version"] == first["version"]  # nothing stored
+    assert sorted(client.indices.get_alias(name=name).body) == [first["physical"]]
+    assert client.count(index=name)["count"] == 3  # what the failed append added is gone
+
+    codes["a"][25] = "25"
+    materialize_days(notes, ["a"], instance, everything)
+    assert index_now()
+    second = metadata_of(instance, "notes_es")
+    assert second["physical"] == first["physical"] and second["count"] == 33
+    assert second["index"]["appended"] == ["a"]
 
 
 def test_index_bundle_on_s3_loads_through_the_cache(instance, seaweedfs, s3_bucket):

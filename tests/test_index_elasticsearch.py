@@ -19,7 +19,7 @@ from elasticsearch import ConnectionError as ESConnectionError
 from pydantic import ValidationError
 
 from ds_assets.index import elasticsearch as es_index
-from ds_assets.index.base import SearchIndexError
+from ds_assets.index.base import SearchIndexError, StaleIndexError
 from ds_assets.index.elasticsearch import ROW_FIELD, BulkLoadError, ElasticsearchIndex
 from resources.elasticsearch import ElasticsearchResource
 from tests.bench_scripts import run_bench_script
@@ -266,9 +266,9 @@ def test_append_adds_rows_after_the_last_all_or_nothing_unseen_by_readers_of_the
     assert sorted(new.search("fox", k=5)[1]) == [0, 2]
     assert old_reader.count() == 2 and old_reader.search("fox", k=5)[1] == [0]
     assert old_reader.search("fox", k=5, filter={"term": {"code": 3}})[1] == []
-    with pytest.raises(SearchIndexError, match=r"holds 4 documents; append\(row_offset=3\)"):
+    with pytest.raises(StaleIndexError, match=r"holds 4 documents; append\(row_offset=3\)"):
         es_index.append(client, more, alias, ["text"], row_offset=3)
-    with pytest.raises(SearchIndexError, match=r"alias 'nothing-here' on one index"):
+    with pytest.raises(StaleIndexError, match=r"alias 'nothing-here' on one index made by build"):
         es_index.append(client, more, "nothing-here", ["text"], row_offset=0)
 
 

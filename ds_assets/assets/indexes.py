@@ -7,6 +7,16 @@ Elasticsearch indexes behind an alias moved in one call. The IO manager records 
 (count, dimension, metric, engine, physical name, alias, dataset version, build time, a sample
 query with its top hits); a downstream asset taking the index as input gets a ready search
 object whose `nearest_examples` reads rows from the indexed dataset version.
+
+Incremental mode (`incremental=True`, Qdrant and Elasticsearch, over a partitioned dataset):
+a materialization adds only the partitions the live collection/index does not hold yet, in
+place (`qdrant.append`, `elasticsearch.append`), as rows after the last; the new bundle lists
+the partitions in that order. It builds from scratch instead, saying why in the run's log, when
+nothing usable is stored yet, the asset's arguments changed, an indexed partition was
+materialized again or is gone, or the alias no longer points where the last materialization
+left it. Readers of the previous bundle keep seeing exactly its rows (their searches are
+limited to its row count); the points/documents being added are visible to queries on the
+alias made without ds_assets as they arrive.
 """
 
 import os
@@ -23,12 +33,13 @@ from dagster import (
     DagsterInvariantViolationError,
     asset,
 )
-from datasets import Dataset
+from datasets import Dataset, concatenate_datasets
 
 from ds_assets.assets.common import Upstream, code_version, describe, split_options, upstream_key
-from ds_assets.index.base import SearchIndex, embedder_path
+from ds_assets.index.base import SearchIndex, StaleIndexError, embedder_path
 from ds_assets.index.stored import FAISS_FILE, BuiltIndex
-from ds_assets.storage.layout import new_version
+from ds_assets.storage.base import DatasetStore
+from ds_assets.storage.layout import INDEX, new_version
 from resources.partitions import partition_path
 
 SAMPLE_HITS = 5
@@ -89,6 +100,13 @@ def _input_partitioned(context: AssetExecutionContext) -> bool:
     return True
 
 
+# Appends `dataset` (the rows of the new partitions) to the live index as rows `row_offset` and
+# up; `stored` is the last materialization's index info. Returns the index and its new info.
+Appender = Callable[
+    [AssetExecutionContext, Dataset, int, dict[str, Any]], tuple[SearchIndex, dict[str, Any]]
+]
+
+
 def _index_asset(
     engine: str,
     name: str,
@@ -97,29 +115,102 @@ def _index_asset(
     build: Callable[[AssetExecutionContext, Dataset], BuiltIndex],
     options: dict[str, Any],
     required_resource_keys: set[str] = frozenset(),
+    append: Appender | None = None,
 ) -> AssetsDefinition:
     key = upstream_key(upstream)
     asset_options = split_options(options, f"{engine}_index_asset")
     description = asset_options.pop("description", None) or describe(f"{engine} index", arguments)
+    resource_keys = set(required_resource_keys) | ({"io_manager"} if append else set())
 
     @asset(
         name=name,
         ins={"dataset": AssetIn(key=key)},
         description=f"{description}\n\nindexes: `{key.to_user_string()}`",
         code_version=code_version(f"{engine}_index", arguments),
-        required_resource_keys=set(required_resource_keys),
+        required_resource_keys=resource_keys,
         kinds={engine} if engine != "fulltext" else {"tantivy"},
         **asset_options,
     )
     def _index(context: AssetExecutionContext, dataset: Dataset):
         started = time.perf_counter()
-        built = build(context, dataset)
-        built.dataset = _indexed_keys(context, key)
+        built = _appended(context, key, arguments, append) if append else None
+        if built is None:
+            built = build(context, dataset)
+            built.dataset = _indexed_keys(context, key)
+        if append:
+            built.info.update(incremental=True, arguments=arguments)
         built.info["build_seconds"] = round(time.perf_counter() - started, 3)
         context.log.info(f"built {engine} index {built.info}")
         return built
 
     return _index
+
+
+def _appended(
+    context: AssetExecutionContext, key: AssetKey, arguments: dict[str, Any], append: Appender
+) -> BuiltIndex | None:
+    """The incremental mode: the new partitions appended to the live index, or None (and the
+    reason in the log) when the index must be built from scratch."""
+    store: DatasetStore = context.resources.io_manager.store()
+    parts = _indexed_keys(context, key)
+    if isinstance(parts, tuple):
+        return _rebuild(context, f"{key.to_user_string()} is not partitioned")
+    found = _indexed_parts(store, tuple(context.asset_key.path), parts, arguments)
+    if isinstance(found, str):
+        return _rebuild(context, found)
+    indexed, new, stored = found
+    held = sum(store.manifest(part).num_rows for part in indexed)
+    whole = _concatenated(store, indexed + new)
+    rows = whole.select(range(held, len(whole)) if held < len(whole) else [])
+    try:
+        index, info = append(context, rows, held, stored)
+    except StaleIndexError as error:
+        return _rebuild(context, str(error))
+    names = [part[-1] for part in new]
+    context.log.info(f"appended {len(names)} partition(s) {names} as rows {held} and up")
+    query = _sample_query_of(info, whole)
+    sample = sample_query(index, whole, query) if query is not None else {}
+    info.update(appended=names)
+    return BuiltIndex(indexed + new, tempfile.mkdtemp(prefix="ds-assets-append-"), info, sample)
+
+
+def _rebuild(context: AssetExecutionContext, reason: str) -> None:
+    context.log.info(f"incremental: building from scratch ({reason})")
+
+
+def _indexed_parts(
+    store: DatasetStore, index_key: tuple[str, ...], parts: list, arguments: dict[str, Any]
+) -> tuple[list, list, dict[str, Any]] | str:
+    """(parts the stored index holds, in its order; parts to add; its info), or why the
+    stored index cannot take the new parts as they are."""
+    previous = store.manifest(index_key)
+    if previous is None or previous.kind != INDEX:
+        return "no index stored yet"
+    info = dict(previous.index or {})
+    if not info.get("incremental") or info.get("arguments") != arguments:
+        return "the stored index was built with other arguments"
+    by_location = {store.uri(part): part for part in parts}
+    indexed = []
+    for link in store.bundle_links(previous):
+        part = by_location.get(link["path"])
+        if part is None:
+            return f"{link['path']} is no longer a partition of the input"
+        current = store.manifest(part)
+        if current is None or current.version != link["version"]:
+            return f"{link['path']} was materialized again since it was indexed"
+        indexed.append(part)
+    return indexed, [part for part in parts if part not in indexed], info
+
+
+def _concatenated(store: DatasetStore, parts: list) -> Dataset:
+    loaded = [store.load(part) for part in parts]
+    return loaded[0] if len(loaded) == 1 else concatenate_datasets(loaded)
+
+
+def _sample_query_of(info: dict[str, Any], dataset: Dataset) -> Any:
+    if info.get("engine") == "elasticsearch":
+        return _first_words(dataset, info["text_columns"][0])
+    return _first_value(dataset, info["column"]) if info.get("column") else None
 
 
 def faiss_index_asset(
@@ -195,11 +286,14 @@ def qdrant_index_asset(
     distance: str = "Cosine",
     payload_columns: Sequence[str] = (),
     id_column: str | None = None,
+    incremental: bool = False,
     qdrant_resource_key: str = "qdrant",
     **options: Any,
 ) -> AssetsDefinition:
     """A Qdrant collection behind the alias `collection`: each materialization fills a new
     physical collection `<collection>__<version>`, then moves the alias and drops the old one.
+    With `incremental=True` over a partitioned dataset, new partitions are added to the live
+    collection instead (see the module docstring).
 
     >>> qdrant_index_asset("docs_qdrant", "docs", collection="docs", column="embedding").key.path
     ['docs_qdrant']
@@ -223,7 +317,22 @@ def qdrant_index_asset(
         sample = sample_query(index, dataset, _first_value(dataset, column)) if column else {}
         return BuiltIndex((), tempfile.mkdtemp(prefix="ds-assets-qdrant-"), info, sample)
 
-    return _index_asset("qdrant", name, upstream, arguments, build, options, {qdrant_resource_key})
+    def append(context: AssetExecutionContext, rows: Dataset, offset: int, stored: dict):
+        from ds_assets.index import qdrant
+
+        resource = getattr(context.resources, qdrant_resource_key)
+        index = qdrant.append(
+            resource.get_client(), rows, collection, column=column, embed=embed_path,
+            payload_columns=list(payload_columns), id_column=id_column, row_offset=offset,
+            physical=stored.get("physical"),
+        )  # fmt: skip
+        where = {"url": resource.url} if resource.url else {"path": resource.path}
+        return index, {"engine": "qdrant", **index.describe(), **where, "embed": embed_path}
+
+    return _index_asset(
+        "qdrant", name, upstream, arguments, build, options, {qdrant_resource_key},
+        append if incremental else None,
+    )  # fmt: skip
 
 
 def elasticsearch_index_asset(
@@ -235,12 +344,15 @@ def elasticsearch_index_asset(
     mappings: dict | None = None,
     settings: dict | None = None,
     id_column: str | None = None,
+    incremental: bool = False,
     elasticsearch_resource_key: str = "elasticsearch",
     **options: Any,
 ) -> AssetsDefinition:
     """An Elasticsearch index behind the alias `index`: each materialization bulk-loads a new
     `<index>__<version>`, refreshes it, moves the alias in one call and deletes the old one; a
-    rejected document fails the run and the alias stays where it was.
+    rejected document fails the run and the alias stays where it was. With `incremental=True`
+    over a partitioned dataset, new partitions are added to the live index instead (see the
+    module docstring); a rejected document then fails the run and what it added is removed.
 
     >>> elasticsearch_index_asset("docs_es", "docs", index="docs", text_columns=["body"]).key.path
     ['docs_es']
@@ -262,6 +374,19 @@ def elasticsearch_index_asset(
         sample = sample_query(built, dataset, _first_words(dataset, columns[0]))
         return BuiltIndex((), tempfile.mkdtemp(prefix="ds-assets-es-"), info, sample)
 
+    def append(context: AssetExecutionContext, rows: Dataset, offset: int, stored: dict):
+        from ds_assets.index import elasticsearch
+
+        resource = getattr(context.resources, elasticsearch_resource_key)
+        built = elasticsearch.append(
+            resource.get_client(), rows, index, columns, id_column=id_column, row_offset=offset,
+            physical=stored.get("physical_name"),
+        )  # fmt: skip
+        info = {"engine": "elasticsearch", **built.describe(), "hosts": list(resource.hosts),
+                "text_columns": columns}  # fmt: skip
+        return built, info
+
     return _index_asset(
-        "elasticsearch", name, upstream, arguments, build, options, {elasticsearch_resource_key}
-    )
+        "elasticsearch", name, upstream, arguments, build, options, {elasticsearch_resource_key},
+        append if incremental else None,
+    )  # fmt: skip

@@ -28,6 +28,11 @@ class SearchIndexError(ValueError):
     """An index cannot be built or queried as asked (the message names column, row or value)."""
 
 
+class StaleIndexError(SearchIndexError):
+    """The live collection or index is not the one an append expects (another build moved the
+    alias, or an append killed midway left rows behind): nothing was written; build again."""
+
+
 def embedder_path(embed: str | Callable | None) -> str | None:
     """The `"module:function"` of an embedder (stored in manifests), or None."""
     return None if embed is None else import_path(embed)

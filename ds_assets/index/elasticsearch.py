@@ -53,7 +53,7 @@ import pyarrow.compute as pc
 from datasets import ClassLabel, Dataset, Features, LargeList, List, Value
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError, helpers
 
-from ds_assets.index.base import SearchIndex, SearchIndexError
+from ds_assets.index.base import SearchIndex, SearchIndexError, StaleIndexError
 
 ROW_FIELD = "ds_assets_row"  # the row position in the indexed dataset version, in every document
 PHRASE_BOOST = 10.0  # exact phrase matches outrank documents that only share words
@@ -520,6 +520,7 @@ def append(
     *,
     id_column: str | None = None,
     row_offset: int,
+    physical: str | None = None,
     chunk_size: int = 500,
     parallel: bool = True,
 ) -> ElasticsearchIndex:
@@ -530,7 +531,8 @@ def append(
 
     Documents are bulk `create`d, so an `id_column` value an earlier row has is rejected, never
     overwritten; an index that does not hold exactly `row_offset` documents (an append killed
-    midway left some) is refused. Readers opened with `row_limit=row_offset` never see the new
+    midway left some), or that is not `physical` when given, is refused with `StaleIndexError`
+    before anything is written. Readers opened with `row_limit=row_offset` never see the new
     documents.
 
     >>> from elasticsearch import Elasticsearch
@@ -546,10 +548,10 @@ def append(
         raise SearchIndexError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     _check_columns(dataset, id_column)
     behind = _indices_behind(client, index)
-    if len(behind) != 1:
-        raise SearchIndexError(
-            f"append() needs the alias {index!r} on one index made by build(); it points at "
-            f"{behind or 'nothing'}"
+    if len(behind) != 1 or (physical is not None and behind != [physical]):
+        wanted = repr(physical) if physical else "one index made by build()"
+        raise StaleIndexError(
+            f"append() needs the alias {index!r} on {wanted}; it points at {behind or 'nothing'}"
         )
     physical = behind[0]
     mappings = client.indices.get_mapping(index=physical).body[physical]["mappings"]
@@ -557,7 +559,7 @@ def append(
     client.indices.refresh(index=physical)
     held = client.count(index=physical)["count"]
     if held != row_offset:
-        raise SearchIndexError(
+        raise StaleIndexError(
             f"Elasticsearch index {physical!r} holds {held} documents; "
             f"append(row_offset={row_offset}) expects one per row before it (an append killed "
             "midway leaves documents behind: build again)"

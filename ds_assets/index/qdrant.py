@@ -24,7 +24,8 @@ query `docs` see the old version until that call, the new one after, never a hal
 If anything fails before the swap, `docs__v7` is deleted and `docs` is left as it was. Physical
 collections of builds killed before they could clean up are deleted by a later build once a day
 old (recognised by the `ds_assets` entry of their collection metadata, so nothing else is ever
-touched). `upsert` is the incremental mode: it writes into the live collection.
+touched). `append` is the incremental mode of the index assets: new rows after the last, into
+the live collection, all or nothing; `upsert` writes rows into it in place.
 
 Embedded local mode (`QdrantClient(path=...)` or `":memory:"`) and a server behave the same
 here; the differences, and how this module copes:
@@ -66,6 +67,7 @@ from ds_assets.index.base import (
     Embedder,
     SearchIndex,
     SearchIndexError,
+    StaleIndexError,
     embedder_path,
     load_embedder,
     vector_batches,
@@ -392,6 +394,7 @@ def append(
     payload_columns: Sequence[str] = (),
     id_column: str | None = None,
     row_offset: int,
+    physical: str | None = None,
     batch_size: int = 1_000,
 ) -> QdrantIndex:
     """Incremental mode of the index assets: add the rows of `dataset` to the live collection
@@ -400,7 +403,8 @@ def append(
 
     Unlike `upsert`, no existing row is touched: an `id_column` value that an earlier row
     already has raises before anything is written, and a collection that does not hold exactly
-    `row_offset` points (an append killed midway left some) is refused. Readers opened with
+    `row_offset` points (an append killed midway left some), or that is not `physical` when
+    given, is refused with `StaleIndexError` before anything is written. Readers opened with
     `row_limit=row_offset` never see the new points; readers opened after with the longer
     dataset see them all.
 
@@ -418,13 +422,18 @@ def append(
     plan = _Plan.check(dataset, column, embed, payload_columns, id_column, batch_size, row_offset)
     live = _alias_target(client, collection)
     if live is None:
-        raise SearchIndexError(
+        raise StaleIndexError(
             f"qdrant alias {collection!r} does not exist: run build() before append()"
+        )
+    if physical is not None and live != physical:
+        raise StaleIndexError(
+            f"qdrant alias {collection!r} points at {live!r}, not at {physical!r}: another "
+            "build moved it"
         )
     size = _single_vector_params(client.get_collection(live), live).size
     held = client.count(live, exact=True).count
     if held != row_offset:
-        raise SearchIndexError(
+        raise StaleIndexError(
             f"qdrant collection {live!r} holds {held} points; append(row_offset={row_offset}) "
             "expects one per row before it (an append killed midway leaves points behind: "
             "build again)"

@@ -63,7 +63,10 @@ def _open_qdrant(info: Mapping[str, Any], folder: str, dataset: Dataset | None) 
         client = QdrantClient(url=info["url"], api_key=os.environ.get("QDRANT_API_KEY"))
     else:
         client = qdrant.local_client(info["path"])
-    return qdrant.QdrantIndex(client, info["alias"], dataset=dataset, embed=info.get("embed"))
+    return qdrant.QdrantIndex(
+        client, info["alias"], dataset=dataset, embed=info.get("embed"),
+        row_limit=_row_limit(info, dataset),
+    )  # fmt: skip
 
 
 def _open_elasticsearch(
@@ -75,8 +78,15 @@ def _open_elasticsearch(
 
     client = Elasticsearch(info["hosts"], api_key=os.environ.get("ELASTICSEARCH_API_KEY"))
     return elasticsearch.ElasticsearchIndex(
-        client, info["alias"], info["text_columns"], dataset=dataset
-    )
+        client, info["alias"], info["text_columns"], dataset=dataset,
+        row_limit=_row_limit(info, dataset),
+    )  # fmt: skip
+
+
+def _row_limit(info: Mapping[str, Any], dataset: Dataset | None) -> int | None:
+    """An index that incremental materializations grow in place answers a reader only with
+    rows of the version it opened: rows appended later are past the end of its dataset."""
+    return len(dataset) if info.get("incremental") and dataset is not None else None
 
 
 _OPENERS = {
