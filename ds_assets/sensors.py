@@ -59,6 +59,33 @@ def _result(context, source, keys, cursor, selection):
     )
 
 
+def _ready_files(
+    entries: Sequence[FileEntry],
+    pending: dict[str, str],
+    skip: Any,
+    pattern_matches,
+    max_new: int,
+    ready_marker: str | None,
+) -> tuple[list[str], dict[str, str]]:
+    """(names of listed files now complete, at most `max_new`; signatures of the others to look
+    at again) among the entries matching the pattern and not in `skip`."""
+    names = {entry.name for entry in entries}
+    ready, next_pending = [], {}
+    for entry in entries:
+        if not pattern_matches(entry.name) or entry.name in skip:
+            continue
+        signature = f"{entry.size}:{entry.stamp}"
+        if ready_marker:
+            complete = entry.name + ready_marker in names
+        else:
+            complete = pending.get(entry.name) == signature
+        if complete and len(ready) < max_new:
+            ready.append(entry.name)
+        else:
+            next_pending[entry.name] = signature
+    return ready, next_pending
+
+
 def file_tick(
     entries: Sequence[FileEntry],
     cursor: dict[str, Any],
@@ -74,22 +101,10 @@ def file_tick(
     changes between ticks). `after` advances over the longest prefix of the listing that is
     done, so a file that is not ready yet is looked at again next tick.
     """
-    pending: dict[str, str] = cursor.get("pending", {})
     done: set[str] = set(cursor.get("done", []))
-    names = {entry.name for entry in entries}
-    ready, next_pending = [], {}
-    for entry in entries:
-        if not pattern_matches(entry.name) or entry.name in done:
-            continue
-        signature = f"{entry.size}:{entry.stamp}"
-        if ready_marker:
-            complete = entry.name + ready_marker in names
-        else:
-            complete = pending.get(entry.name) == signature
-        if complete and len(ready) < max_new:
-            ready.append(entry.name)
-        else:
-            next_pending[entry.name] = signature
+    ready, next_pending = _ready_files(
+        entries, cursor.get("pending", {}), done, pattern_matches, max_new, ready_marker
+    )
     after = cursor.get("after")
     finished = done | set(ready)
     for entry in entries:
@@ -104,6 +119,32 @@ def file_tick(
     return ready, next_cursor
 
 
+def unordered_file_tick(
+    entries: Sequence[FileEntry],
+    cursor: dict[str, Any],
+    known: set[str],
+    pattern_matches,
+    *,
+    max_new: int,
+    ready_marker: str | None,
+) -> tuple[list[str], dict[str, Any]]:
+    """`file_tick` for names in no particular order: `entries` is the whole listing, and a file
+    is new when its name is not in `known` (the partitions already added). Pure, for testing.
+
+    >>> tick = unordered_file_tick
+    >>> listing = [FileEntry("b1f3.xml", 10, "1"), FileEntry("07aa.xml", 5, "1")]
+    >>> tick(listing, {}, {"b1f3.xml"}, lambda name: True, max_new=10, ready_marker=None)
+    ([], {'pending': {'07aa.xml': '5:1'}})
+    >>> tick(listing, {"pending": {"07aa.xml": "5:1"}}, {"b1f3.xml"}, lambda name: True,
+    ...      max_new=10, ready_marker=None)
+    (['07aa.xml'], {'pending': {}})
+    """
+    ready, next_pending = _ready_files(
+        entries, cursor.get("pending", {}), known, pattern_matches, max_new, ready_marker
+    )
+    return ready, {"pending": next_pending}
+
+
 def new_files_sensor(
     source: AssetsDefinition,
     *,
@@ -111,6 +152,7 @@ def new_files_sensor(
     minimum_interval_seconds: int = 30,
     max_new_per_tick: int = 100,
     ready_marker: str | None = None,
+    names_in_arrival_order: bool = True,
     asset_selection: Sequence[AssetKey | AssetsDefinition] | None = None,
     s3_resource_key: str = "s3",
     default_status: DefaultSensorStatus = DefaultSensorStatus.STOPPED,
@@ -119,9 +161,13 @@ def new_files_sensor(
     `file_source`) for each new complete file and request a run for it.
 
     A file is complete when its size and modification time did not change between two ticks,
-    or, with `ready_marker=".done"`, when `<file>.done` exists. Names must sort in the order
-    files arrive (timestamps, sequence numbers): a listing starts after the last name taken.
-    At most `max_new_per_tick` files per tick; the rest follow at the next ticks.
+    or, with `ready_marker=".done"`, when `<file>.done` exists. By default names must sort in
+    the order files arrive (timestamps, sequence numbers): a listing starts after the last name
+    taken, so a tick costs time in proportion to the new files. With
+    `names_in_arrival_order=False` (random or reused prefixes, UUID names), each tick lists
+    every file and takes those that are not a partition yet: no file is missed, whatever its
+    name, but a tick costs time in proportion to all the files under the location. At most
+    `max_new_per_tick` files per tick; the rest follow at the next ticks.
 
     >>> from ds_assets import xml_source
     >>> new_files_sensor(xml_source("orders", "incoming/orders")).name
@@ -136,6 +182,22 @@ def new_files_sensor(
     def matches(file_name: str) -> bool:
         return fnmatch.fnmatchcase(file_name, pattern)
 
+    def tick(context: SensorEvaluationContext, cursor: dict[str, Any], client: Any):
+        if not names_in_arrival_order:
+            entries = list(list_files(location, "*", s3_client=client))
+            known = set(context.instance.get_dynamic_partitions(source.partitions_def.name))
+            return unordered_file_tick(
+                entries, cursor, known, matches, max_new=max_new_per_tick,
+                ready_marker=ready_marker,
+            )  # fmt: skip
+        limit = window + len(cursor.get("pending", {})) + len(cursor.get("done", []))
+        entries = list(
+            list_files(location, "*", after=cursor.get("after"), limit=limit, s3_client=client)
+        )
+        return file_tick(
+            entries, cursor, matches, max_new=max_new_per_tick, ready_marker=ready_marker
+        )
+
     @sensor(
         name=name or f"{'__'.join(source.key.path)}__new_files",
         minimum_interval_seconds=minimum_interval_seconds,
@@ -147,16 +209,10 @@ def new_files_sensor(
     def _sensor(context: SensorEvaluationContext):
         cursor = json.loads(context.cursor) if context.cursor else {}
         client = s3_client_of(getattr(context.resources, s3_resource_key)) if on_s3 else None
-        limit = window + len(cursor.get("pending", {})) + len(cursor.get("done", []))
         try:
-            entries = list(
-                list_files(location, "*", after=cursor.get("after"), limit=limit, s3_client=client)
-            )
+            ready, next_cursor = tick(context, cursor, client)
         except FileNotFoundError:
             return SkipReason(f"{location} does not exist (yet)")
-        ready, next_cursor = file_tick(
-            entries, cursor, matches, max_new=max_new_per_tick, ready_marker=ready_marker
-        )
         if not ready and next_cursor == cursor:
             return SkipReason(f"no new complete files matching {pattern!r} under {location}")
         return _result(context, source, ready, next_cursor, selection)

@@ -103,6 +103,38 @@ def test_sensor_picks_up_each_file_once_across_ticks_restarts_and_overlaps(insta
     ]  # fmt: skip
 
 
+def test_names_in_no_order_are_each_picked_up_once_when_the_sensor_is_told(instance, incoming):
+    source = file_source("events", incoming, "*.json", read_json_lines)
+    ordered = SensorDriver(new_files_sensor(source), instance, [source])
+    unordered = SensorDriver(
+        new_files_sensor(
+            source, name="any_order", names_in_arrival_order=False, max_new_per_tick=2
+        ),
+        instance,
+        [source],
+    )
+    write_rows(incoming, "7f3a.json", [1])
+    write_rows(incoming, "c210.json", [2])
+    assert ordered.tick() == [] and ordered.tick() == ["7f3a.json", "c210.json"]
+    write_rows(incoming, "0b9e.json", [3])  # arrives later, sorts first
+    write_rows(incoming, "e5d1.json", [4])
+    assert ordered.tick() == [] and ordered.tick() == ["e5d1.json"]  # 0b9e.json is missed
+    assert ordered.tick() == []
+
+    assert unordered.tick() == []  # what the instance lacks: 0b9e.json, seen once
+    assert unordered.tick() == ["0b9e.json"]
+    write_rows(incoming, "0001.json", [5])
+    write_rows(incoming, "0002.json", [6])
+    write_rows(incoming, "0003.json", [7])
+    assert unordered.tick() == []
+    assert unordered.tick() == ["0001.json", "0002.json"]  # at most two per tick
+    assert unordered.tick() == ["0003.json"]
+    assert unordered.tick() == [] and unordered.tick(cursor="") == []  # nothing twice
+    assert sorted(instance.get_dynamic_partitions("events__files")) == [
+        "0001.json", "0002.json", "0003.json", "0b9e.json", "7f3a.json", "c210.json", "e5d1.json",
+    ]  # fmt: skip
+
+
 def test_ten_thousand_old_files_and_three_new_ones(instance, incoming):
     for number in range(10_000):
         open(os.path.join(incoming, f"{number:06d}.json"), "w").close()
