@@ -601,3 +601,14 @@ def test_batches_are_arrow_tables_of_the_plan(tmp_path):
     assert [batch.num_rows for batch in batches] == [4, 4, 2]
     assert all(isinstance(batch, pa.Table) for batch in batches)
     assert batches[0].schema.equals(plan.features.arrow_schema.remove_metadata())
+
+
+def test_a_stream_has_one_shard_per_file(tmp_path):
+    from datasets.distributed import split_dataset_by_node
+
+    paths = [write(tmp_path / f"part{n}.h5", x=np.arange(3) + 10 * n) for n in range(2)]
+    stream = parse(paths, streaming=True)
+    assert stream.n_shards == 2
+    assert [row["x"] for row in split_dataset_by_node(stream, rank=1, world_size=2)] == [
+        10, 11, 12,
+    ]  # fmt: skip

@@ -544,3 +544,16 @@ def test_reading_a_600mb_shard_stays_in_bounded_memory(tmp_path, how):
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["rows"] == 300
     assert report["growth_mb"] < 150, report  # about 70 MB measured (16 MB batches)
+
+
+def test_a_stream_has_one_shard_per_tar_for_dataloader_workers_and_nodes(tmp_path):
+    from datasets.distributed import split_dataset_by_node
+
+    urls = [write_samples(tmp_path / f"s{n}.tar", captioned(2, start=2 * n)) for n in range(4)]
+    stream = reader.parse_stream(urls)
+    assert stream.n_shards == 4
+    node = split_dataset_by_node(stream, rank=1, world_size=2)
+    assert [row["__url__"] for row in node] == [urls[1], urls[1], urls[3], urls[3]]
+    assert [row["__key__"] for row in stream.shard(num_shards=4, index=2)] == [
+        "sample004", "sample005",
+    ]  # fmt: skip

@@ -728,6 +728,19 @@ def test_errors_after_attribute_rows_name_their_line_and_row(tmp_path, monkeypat
     assert len(passes) == 4 and min(passes) >= 2  # tables were made before each error
 
 
+def test_a_stream_of_files_has_one_shard_per_file(tmp_path):
+    from datasets.distributed import split_dataset_by_node
+
+    paths = [write(tmp_path, f'<r><row n="{2 * k}"/><row n="{2 * k + 1}"/></r>', f"{k}.xml")
+             for k in range(3)]  # fmt: skip
+    stream = xml.parse(paths, streaming=True)
+    assert stream.n_shards == 3
+    assert [row["n"] for row in split_dataset_by_node(stream, rank=0, world_size=3)] == ["0", "1"]
+    assert [row["n"] for row in stream.shard(num_shards=3, index=2)] == ["4", "5"]
+    one_way = xml.parse([OneWayStream(b'<r><row n="0"/></r>')], streaming=True)
+    assert one_way.n_shards == 1 and [row["n"] for row in one_way] == ["0"]
+
+
 # --- memory -----------------------------------------------------------------------------------
 
 

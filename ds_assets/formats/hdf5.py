@@ -141,7 +141,10 @@ def parse(
         "cache_bytes": plan.cache_bytes,
     }
     description = f"HDF5: {paths[0]}" + (f" and {len(paths) - 1} more" if len(paths) > 1 else "")
-    return to_dataset(_tables, kwargs, plan.features, streaming=streaming, description=description)
+    return to_dataset(
+        _tables, kwargs, plan.features, streaming=streaming, shard_by="paths",
+        description=description,
+    )  # fmt: skip
 
 
 # ── Type mapping ────────────────────────────────────────────────────────────────────────────

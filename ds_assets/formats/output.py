@@ -62,11 +62,17 @@ def to_dataset(
     features: Features,
     *,
     streaming: bool = False,
+    shard_by: str | None = None,
     description: str = "",
     cache_dir: str | None = None,
 ) -> Dataset | IterableDataset:
     """A `Dataset` (written once to an Arrow file, then memory-mapped) or an `IterableDataset`
     (calling `generate(**kwargs)` anew on every pass) of the tables `generate` yields.
+
+    `shard_by` names the argument holding the list of inputs (files, shards): the stream then
+    has one shard per input, so `datasets` spreads them over DataLoader workers and nodes
+    (`split_dataset_by_node`), `.shard()` splits them, and `.shuffle()` shuffles their order;
+    `generate` is called with a part of that list.
 
     >>> def numbers(stop):
     ...     yield pa.table({"n": list(range(stop))})
@@ -80,12 +86,16 @@ def to_dataset(
     info = DatasetInfo(features=features, description=description)
     schema = features.arrow_schema
     if streaming:
+        # datasets splits the list-valued arguments of an ArrowExamplesIterable into shards:
+        # pass it the inputs only, and keep every other argument in the closure
+        shards = {shard_by: list(kwargs[shard_by])} if shard_by else {}
+        fixed = {name: value for name, value in kwargs.items() if name != shard_by}
 
-        def tables() -> Iterator[tuple[str, pa.Table]]:
-            for number, batch in enumerate(generate(**kwargs)):
+        def tables(**shard: Any) -> Iterator[tuple[str, pa.Table]]:
+            for number, batch in enumerate(generate(**fixed, **shard)):
                 yield str(number), conform(batch, schema)
 
-        return IterableDataset(ArrowExamplesIterable(tables, {}), info=info)
+        return IterableDataset(ArrowExamplesIterable(tables, shards), info=info)
     folder = os.path.join(cache_dir or default_cache_dir(), "formats")
     os.makedirs(folder, exist_ok=True)
     remove_stale_outputs(folder)

@@ -175,8 +175,9 @@ def parse_stream(
     """
     kwargs = _reader_kwargs(paths_or_urls, decode, s3_client, features, max_member_bytes)
     return to_dataset(
-        _tables, kwargs, kwargs["features"], streaming=True, description=_describe(kwargs["urls"])
-    )
+        _tables, kwargs, kwargs["features"], streaming=True, shard_by="urls",
+        description=_describe(kwargs["urls"]),
+    )  # fmt: skip
 
 
 def parse(

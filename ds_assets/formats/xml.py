@@ -212,9 +212,10 @@ def parse(
     names = ", ".join(source.name for source in sources)
     return to_dataset(
         _tables,
-        {"plan": plan, "resume": resume},
+        {"plan": plan, "resume": resume, "sources": sources},
         plan.features,
         streaming=streaming,
+        shard_by="sources" if resume is None else None,  # one shard per file
         description=f"XML rows <{row_tag}> of {names}",
     )
 
@@ -988,13 +989,16 @@ class _Resume:
 _END: Any = object()
 
 
-def _tables(plan: _Plan, resume: _Resume | None) -> Iterator[pa.Table]:
-    """Arrow tables of the rows, a batch at a time; a batch never spans two sources."""
+def _tables(
+    plan: _Plan, resume: _Resume | None, sources: list[_Source] | None = None
+) -> Iterator[pa.Table]:
+    """Arrow tables of the rows of `sources` (default: all the plan's), a batch at a time; a
+    batch never spans two sources."""
     rows = resume.take() if resume is not None else None
     if rows is not None:  # sources that cannot be read again: go on from the inference
         yield from _tree_tables(plan, resume.reader, rows)
         return
-    for source in plan.sources:
+    for source in plan.sources if sources is None else sources:
         yield from _source_tables(plan, source)
 
 
