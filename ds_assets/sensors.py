@@ -296,9 +296,11 @@ def new_rows_sensor(
     Rows do not commit in cursor order: an auto-increment id or a `now()` timestamp is given
     when a transaction inserts, and a longer transaction may commit a lower value after a
     higher one is visible. So a range only goes up to a value that was already the highest
-    `settle_seconds` ago (`settled_bound`): a row is missed only if its transaction stayed open
-    longer than that. `settle_seconds=0` takes rows as soon as they are visible (for a single
-    writer committing in order, or a cursor assigned at commit).
+    `settle_seconds` ago (`settled_bound`): a row is then missed only if its transaction stayed
+    open longer than that, or if its value equals the end of a range already taken (a coarse
+    cursor such as a date keeps receiving rows of the same value: use an id or a fine
+    timestamp). `settle_seconds=0` takes rows as soon as they are visible (for a single writer
+    committing in order, or a cursor assigned at commit).
 
     Each tick costs one indexed `max()` query and one indexed query per range
     (`WHERE cursor > :last ORDER BY cursor LIMIT 1 OFFSET n`), never a scan of the rows seen

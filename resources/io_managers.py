@@ -141,7 +141,9 @@ class _DatasetIOManagerBase(ConfigurableIOManager):
                 "partition of its upstream; it cannot be partitioned itself"
             )
         try:
-            manifest = store.save_bundle(key, built.folder, built.dataset, built.info)
+            manifest = store.save_bundle(
+                key, built.folder, built.dataset, built.info, versions=built.versions
+            )
         finally:
             built.discard()
         indexed = ", ".join(

@@ -231,6 +231,56 @@ def test_incremental_qdrant_index_adds_new_partitions_in_place(instance, resourc
     assert rows["text"] == ["pears only, and figs"]
 
 
+def test_incremental_index_builds_from_scratch_when_appending_would_be_wrong(
+    instance, resources, tmp_path
+):
+    from ds_assets.index import qdrant as qdrant_index
+    from resources.qdrant import QdrantResource
+
+    notes = dynamic_notes({day: list(rows) for day, rows in NOTES.items()})
+    qdrant = QdrantResource(path=str(tmp_path / "qdrant"))
+    everything = {**resources, "qdrant": qdrant}
+
+    def index_asset(**options):
+        return qdrant_index_asset("notes_qdrant", notes, collection="notes", column="text",
+                                  embed=EMBED, incremental=True, **options)  # fmt: skip
+
+    def index_now(index, tags=None):
+        assert materialize([notes, index], resources=everything, instance=instance,
+                           selection=[index], tags=tags).success  # fmt: skip
+        return metadata_of(instance, "notes_qdrant")
+
+    def why_rebuilt() -> str:
+        logs = instance.all_logs(instance.get_runs(limit=1)[0].run_id)
+        said = [event.user_message or "" for event in logs]
+        return next((message for message in said if "building from scratch" in message), "")
+
+    index = index_asset()
+    assert index.op.pool == "ds_assets_index/qdrant/notes"  # appends to one index: one at a time
+    materialize_days(notes, ["b", "c"], instance, everything)
+    built = index_now(index)
+
+    appended = index_now(index, tags={"ds_assets/rebuild": "true"})  # asked for
+    assert appended["physical"] != built["physical"] and "appended" not in appended["index"]
+    assert "the run has the tag ds_assets/rebuild" in why_rebuilt()
+
+    other = index_now(index_asset(payload_columns=["text"]))  # other arguments
+    assert other["physical"] != appended["physical"] and other["count"] == 3
+    assert "built with other payload_columns" in why_rebuilt()
+
+    client = qdrant.get_client()  # the alias moved by another build
+    dataset = Dataset.from_dict({"text": ["elsewhere"]})
+    qdrant_index.build(client, dataset, "notes", column="text", embed=EMBED, version="other")
+    moved = index_now(index_asset(payload_columns=["text"]))
+    assert moved["physical"] not in (other["physical"], "notes__other") and moved["count"] == 3
+    assert f"points at 'notes__other', not at '{other['physical']}'" in why_rebuilt()
+
+    instance.delete_dynamic_partition("days", "c")  # a partition indexed is gone
+    gone = index_now(index_asset(payload_columns=["text"]))
+    assert gone["physical"] != moved["physical"] and gone["count"] == 2
+    assert "is no longer a partition of the input" in why_rebuilt()
+
+
 def test_incremental_elasticsearch_index_fails_whole_and_appends_once_fixed(
     instance,
     resources,

@@ -21,7 +21,7 @@ from datasets import Dataset, Features, Sequence, Value
 from qdrant_client import QdrantClient, models
 
 from ds_assets.index import qdrant
-from ds_assets.index.base import SearchIndexError
+from ds_assets.index.base import SearchIndexError, StaleIndexError
 from ds_assets.index.qdrant import ROW_KEY, QdrantIndex
 from resources.qdrant import QdrantResource, local_client
 from tests.bench_scripts import run_bench_script
@@ -474,6 +474,12 @@ def test_append_adds_rows_after_the_last_all_or_nothing_unseen_by_readers_of_the
     assert new.count() == 140 and physical_collections(client, name) == [f"{name}__1"]
     assert QdrantIndex(client, name, dataset=whole).search(probe, k=1)[1] == [107]
     assert old_reader.count() == 100 and old_reader.search(probe, k=3) == before
+    with pytest.raises(StaleIndexError, match=rf"points at '{name}__1', not at '{name}__0'"):
+        qdrant.append(client, second, name, column="vector", row_offset=140,
+                      physical=f"{name}__0")  # fmt: skip
+    with pytest.raises(StaleIndexError, match=r"alias 'nothing' does not exist"):
+        qdrant.append(client, second, "nothing", column="vector", row_offset=0)
+    assert new.count() == 140
     tagged = {"must": [{"key": ROW_KEY, "range": {"gte": 50}}]}
     assert all(50 <= row < 100 for row in old_reader.search(probe, k=10, filter=tagged)[1])
 

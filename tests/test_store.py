@@ -10,6 +10,7 @@ import pytest
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 
 from ds_assets.storage import DATASET, ITERABLE_DATASET, LocalStore, NotStoredError
+from ds_assets.storage.base import StaleVersionError
 from ds_assets.storage.layout import MANIFEST_FILE
 from tests.datasets_factory import rich_dataset, table_dataset
 
@@ -264,6 +265,21 @@ def test_bundle_keeps_index_files_with_the_indexed_dataset_version(store, tmp_pa
 def test_bundle_of_an_unstored_dataset_names_it(store, tmp_path):
     with pytest.raises(NotStoredError, match="missing: no Dataset stored by ds-assets to index"):
         store.save_bundle(("i",), str(tmp_path), ("missing",), {})
+
+
+def test_bundle_refuses_a_part_stored_again_since_the_version_indexed(store, tmp_path):
+    indexed = [store.save(("events", day), table_dataset(2)).manifest.version
+               for day in ("d1", "d2")]  # fmt: skip
+    store.save(("events", "d2"), table_dataset(4))  # while the index was being built
+    parts = [("events", "d1"), ("events", "d2")]
+    built = tmp_path / "built"
+    built.mkdir()
+    with pytest.raises(StaleVersionError, match=rf"events/d2 is at version .*, but version "
+                       rf"{indexed[1]} was indexed"):  # fmt: skip
+        store.save_bundle(("events_index",), str(built), parts, {}, versions=indexed)
+    assert store.manifest(("events_index",)) is None  # nothing stored
+    current = [store.manifest(part).version for part in parts]
+    assert store.save_bundle(("events_index",), str(built), parts, {}, versions=current)
 
 
 def test_bundle_of_several_partitions_concatenates_them_in_order(store, tmp_path):

@@ -19,6 +19,7 @@ limited to its row count); the points/documents being added are visible to queri
 alias made without ds_assets as they arrive.
 """
 
+import json
 import os
 import tempfile
 import time
@@ -44,6 +45,8 @@ from resources.partitions import partition_path
 
 SAMPLE_HITS = 5
 PREVIEW_CHARS = 80
+REBUILD_TAG = "ds_assets/rebuild"  # a run tag: an incremental index is built from scratch
+ALIAS_OF = {"qdrant": "collection", "elasticsearch": "index"}  # argument naming the alias
 
 
 def sample_query(index: SearchIndex, dataset: Dataset, query: Any) -> dict[str, Any]:
@@ -121,6 +124,8 @@ def _index_asset(
     asset_options = split_options(options, f"{engine}_index_asset")
     description = asset_options.pop("description", None) or describe(f"{engine} index", arguments)
     resource_keys = set(required_resource_keys) | ({"io_manager"} if append else set())
+    if append:  # appends to one live index must not overlap: one at a time in this pool
+        asset_options.setdefault("pool", f"ds_assets_index/{engine}/{arguments[ALIAS_OF[engine]]}")
 
     @asset(
         name=name,
@@ -135,8 +140,10 @@ def _index_asset(
         started = time.perf_counter()
         built = _appended(context, key, arguments, append) if append else None
         if built is None:
+            versions = _versions(context, key) if append else None
             built = build(context, dataset)
             built.dataset = _indexed_keys(context, key)
+            built.versions = versions
         if append:
             built.info.update(incremental=True, arguments=arguments)
         built.info["build_seconds"] = round(time.perf_counter() - started, 3)
@@ -155,11 +162,14 @@ def _appended(
     parts = _indexed_keys(context, key)
     if isinstance(parts, tuple):
         return _rebuild(context, f"{key.to_user_string()} is not partitioned")
+    if context.run.tags.get(REBUILD_TAG, "").lower() in ("1", "true", "yes"):
+        return _rebuild(context, f"the run has the tag {REBUILD_TAG}")
     found = _indexed_parts(store, tuple(context.asset_key.path), parts, arguments)
     if isinstance(found, str):
         return _rebuild(context, found)
     indexed, new, stored = found
-    held = sum(store.manifest(part).num_rows for part in indexed)
+    manifests = [store.manifest(part) for part in indexed + new]
+    held = sum(manifest.num_rows for manifest in manifests[: len(indexed)])
     whole = _concatenated(store, indexed + new)
     rows = whole.select(range(held, len(whole)) if held < len(whole) else [])
     try:
@@ -171,7 +181,17 @@ def _appended(
     query = _sample_query_of(info, whole)
     sample = sample_query(index, whole, query) if query is not None else {}
     info.update(appended=names)
-    return BuiltIndex(indexed + new, tempfile.mkdtemp(prefix="ds-assets-append-"), info, sample)
+    folder = tempfile.mkdtemp(prefix="ds-assets-append-")
+    versions = [manifest.version for manifest in manifests]
+    return BuiltIndex(indexed + new, folder, info, sample, versions)
+
+
+def _versions(context: AssetExecutionContext, key: AssetKey) -> list[str] | None:
+    """The stored versions of the parts about to be indexed, so that the bundle links those."""
+    parts = _indexed_keys(context, key)
+    store: DatasetStore = context.resources.io_manager.store()
+    manifests = [store.manifest(part) for part in ([parts] if isinstance(parts, tuple) else parts)]
+    return [manifest.version for manifest in manifests] if all(manifests) else None
 
 
 def _rebuild(context: AssetExecutionContext, reason: str) -> None:
@@ -187,8 +207,12 @@ def _indexed_parts(
     if previous is None or previous.kind != INDEX:
         return "no index stored yet"
     info = dict(previous.index or {})
-    if not info.get("incremental") or info.get("arguments") != arguments:
-        return "the stored index was built with other arguments"
+    if not info.get("incremental"):
+        return "the stored index was not built with incremental=True"
+    stored, wanted = info.get("arguments") or {}, json.loads(json.dumps(arguments))
+    changed = sorted(name for name in {*stored, *wanted} if stored.get(name) != wanted.get(name))
+    if changed:
+        return f"the stored index was built with other {', '.join(changed)}"
     by_location = {store.uri(part): part for part in parts}
     indexed = []
     for link in store.bundle_links(previous):
@@ -382,7 +406,10 @@ def elasticsearch_index_asset(
             resource.get_client(), rows, index, columns, id_column=id_column, row_offset=offset,
             physical=stored.get("physical_name"),
         )  # fmt: skip
-        info = {"engine": "elasticsearch", **built.describe(), "hosts": list(resource.hosts),
+        described = built.describe()
+        for name in ("num_rows", "dataset_fingerprint"):  # what build() recorded of its rows
+            described.pop(name, None)
+        info = {"engine": "elasticsearch", **described, "hosts": list(resource.hosts),
                 "text_columns": columns}  # fmt: skip
         return built, info
 

@@ -393,7 +393,10 @@ def _rejected(error: helpers.BulkIndexError, physical: str, aftermath: str) -> B
 
 def _hint(error: Any) -> str:
     if isinstance(error, dict) and error.get("type") == "version_conflict_engine_exception":
-        return " [an earlier row has the same id: id_column values must be unique]"
+        return (
+            " [a document with this id is in the index already: id_column values must be "
+            "unique, and two appends to one index must not run at the same time]"
+        )
     return ""
 
 

@@ -329,6 +329,8 @@ def build(
         metadata={METADATA_KEY: plan.record(collection, version)},
     )
     try:
+        if not is_local(client):  # the row filters of appends and of their readers use it
+            client.create_payload_index(physical, ROW_KEY, models.PayloadSchemaType.INTEGER)
         _upload(client, physical, plan, itertools.chain([first], batches), dimension)
         _check_count(client, physical, plan)
         _swap_alias(client, collection, physical, previous)
@@ -444,9 +446,12 @@ def append(
         _upload(client, live, plan, plan.batches(), size)
         count = client.count(live, exact=True).count
         if count != row_offset + len(dataset):
+            reason = "did another append run at the same time?"
+            if id_column:
+                reason = f"id_column {id_column!r} must be unique; or {reason}"
             raise SearchIndexError(
                 f"{len(dataset)} rows appended but qdrant collection {live!r} grew by "
-                f"{count - row_offset} points; id_column {id_column!r} must be unique"
+                f"{count - row_offset} points: {reason}"
             )
     except BaseException:
         _delete_rows_from(client, live, row_offset)

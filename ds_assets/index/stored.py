@@ -31,6 +31,7 @@ class BuiltIndex:
     folder: str
     info: dict[str, Any]
     sample: dict[str, Any] = field(default_factory=dict)
+    versions: list[str] | None = None  # of the dataset parts that were indexed, when known
 
     def discard(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

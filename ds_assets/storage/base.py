@@ -48,6 +48,10 @@ class NotStoredError(FileNotFoundError):
     """Nothing is stored at a key (the message names the path or URI)."""
 
 
+class StaleVersionError(ValueError):
+    """A stored version changed while something derived from it was being made."""
+
+
 class DatasetStore(ABC):
     """Saves and loads `datasets` objects under keys (tuples of safe path parts).
 
@@ -162,12 +166,14 @@ class DatasetStore(ABC):
         files: str,
         dataset: Sequence[str] | Sequence[Sequence[str]],
         index: dict,
+        versions: Sequence[str] | None = None,
     ) -> Manifest:
         """Store the folder `files` (a search index) at `key`, atomically, together with a
         linked copy of the version of `dataset` it indexes (no data copied), so the rows a
         search returns can always be read back from the very version that was indexed.
         `dataset` may be several keys (the partitions of a dataset, indexed concatenated in
-        that order); `load_bundle` concatenates them again.
+        that order); `load_bundle` concatenates them again. With `versions` (those that were
+        indexed, one per key), a key stored again since raises `StaleVersionError` instead.
 
         >>> import os, tempfile
         >>> from ds_assets.storage import LocalStore
@@ -190,6 +196,12 @@ class DatasetStore(ABC):
                     f"{self.uri(part)}: no Dataset stored by ds-assets to index; materialize it"
                 )
             upstreams.append(upstream)
+        for part, upstream, indexed in zip(parts, upstreams, versions or [], strict=False):
+            if upstream.version != indexed:
+                raise StaleVersionError(
+                    f"{self.uri(part)} is at version {upstream.version}, but version {indexed} "
+                    "was indexed: it was stored again meanwhile; materialize the index again"
+                )
         links = [
             {"path": self.uri(part), "version": upstream.version, "split": None}
             for part, upstream in zip(parts, upstreams, strict=True)
