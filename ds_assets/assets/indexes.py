@@ -123,7 +123,7 @@ def _index_asset(
     key = upstream_key(upstream)
     asset_options = split_options(options, f"{engine}_index_asset")
     description = asset_options.pop("description", None) or describe(f"{engine} index", arguments)
-    resource_keys = set(required_resource_keys) | ({"io_manager"} if append else set())
+    resource_keys = set(required_resource_keys) | {"io_manager"}  # reads the store's versions
     if append:  # appends to one live index must not overlap: one at a time in this pool
         asset_options.setdefault("pool", f"ds_assets_index/{engine}/{arguments[ALIAS_OF[engine]]}")
 
@@ -140,7 +140,7 @@ def _index_asset(
         started = time.perf_counter()
         built = _appended(context, key, arguments, append) if append else None
         if built is None:
-            versions = _versions(context, key) if append else None
+            versions = _versions(context, key)
             built = build(context, dataset)
             built.dataset = _indexed_keys(context, key)
             built.versions = versions
@@ -187,9 +187,13 @@ def _appended(
 
 
 def _versions(context: AssetExecutionContext, key: AssetKey) -> list[str] | None:
-    """The stored versions of the parts about to be indexed, so that the bundle links those."""
+    """The stored versions of the parts about to be indexed, so that the bundle links those
+    (None when the IO manager is not one of ds_assets', which would not store the index)."""
     parts = _indexed_keys(context, key)
-    store: DatasetStore = context.resources.io_manager.store()
+    store_of = getattr(context.resources.io_manager, "store", None)
+    if store_of is None:
+        return None
+    store: DatasetStore = store_of()
     manifests = [store.manifest(part) for part in ([parts] if isinstance(parts, tuple) else parts)]
     return [manifest.version for manifest in manifests] if all(manifests) else None
 
