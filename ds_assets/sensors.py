@@ -299,8 +299,9 @@ def new_rows_sensor(
     `settle_seconds` ago (`settled_bound`): a row is then missed only if its transaction stayed
     open longer than that, or if its value equals the end of a range already taken (a coarse
     cursor such as a date keeps receiving rows of the same value: use an id or a fine
-    timestamp). `settle_seconds=0` takes rows as soon as they are visible (for a single writer
-    committing in order, or a cursor assigned at commit).
+    timestamp). Ids drawn from a sequence with `CACHE` above 1 come from per-session blocks in
+    no time order at all: no settling helps there. `settle_seconds=0` takes rows as soon as
+    they are visible (for a single writer committing in order, or a cursor assigned at commit).
 
     Each tick costs one indexed `max()` query and one indexed query per range
     (`WHERE cursor > :last ORDER BY cursor LIMIT 1 OFFSET n`), never a scan of the rows seen
