@@ -13,7 +13,8 @@
     data/field_notes.sqlite, notes    ──▶ field_notes (sql_source + new_rows_sensor on `id`)
                                                ├──▶ field_notes_text   (embedded full-text, tantivy)
                                                ├──▶ field_notes_faiss  (FAISS, cosine)
-                                               ├──▶ field_notes_qdrant (Qdrant, embedded local mode)
+                                               ├──▶ field_notes_qdrant (Qdrant, embedded local mode,
+                                               │                        new partitions appended)
                                                └──▶ field_notes_es     (Elasticsearch, when
                                                                         ELASTICSEARCH_URL is set)
     The vector indexes embed the notes with `hashing_embedder`, a small deterministic stand-in
@@ -169,6 +170,7 @@ field_notes_qdrant = qdrant_index_asset(
     collection="field_notes",
     column="note",
     embed=EMBEDDER,
+    incremental=True,  # a re-materialization adds only the partitions it lacks
     group_name="field",
 )
 INDEXES = [field_notes_text, field_notes_faiss, field_notes_qdrant]
