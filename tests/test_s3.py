@@ -72,6 +72,27 @@ def test_old_versions_are_deleted_but_the_previous_is_kept(seaweedfs, s3_bucket)
     assert store.manifest(("ds",)).previous == versions[1]
 
 
+def test_a_save_deletes_day_old_orphans_of_killed_saves_but_not_pinned_or_recent_ones(
+    seaweedfs, s3_bucket
+):
+    from ds_assets.storage.layout import new_version
+
+    client = seaweedfs.client()
+    store = S3Store(client, s3_bucket, "p")
+    first = store.save(("ds",), table_dataset(1)).manifest.version
+    old, pinned, recent = "20200101T000000000000-dead0001", "20200101T000000000000-dead0002", (
+        new_version()
+    )  # fmt: skip
+    for version in (old, pinned, recent):  # what saves killed before their commit leave
+        client.put_object(Bucket=s3_bucket, Key=f"p/ds/v-{version}/data.arrow", Body=b"x")
+    client.put_object(Bucket=s3_bucket, Key=f"p/ds/.pins/v-{pinned}/p/other", Body=b"")
+    client.put_object(Bucket=s3_bucket, Key="p/ds/not-a-version/keep.txt", Body=b"")
+    second = store.save(("ds",), table_dataset(2)).manifest.version
+    assert stored_versions(client, s3_bucket, "p/ds/") == {first, second, pinned, recent}
+    assert "not-a-version/keep.txt" in keys_under(client, s3_bucket, "p/ds/")
+    assert store.load(("ds",))["id"][:] == [0, 1]
+
+
 def test_wrong_credentials_give_a_clear_error_and_write_nothing(seaweedfs, s3_bucket):
     bad = S3Store(seaweedfs.client(secret="wrong-secret"), s3_bucket, "p")
     with pytest.raises(S3AccessError, match=rf"s3://{s3_bucket}/p/ds.*check the access key"):

@@ -9,7 +9,9 @@ S3 has no atomic rename, so each save writes a fresh version prefix and commits 
 A reader reads the manifest, then only that version's objects, so it never sees a mix of two
 versions, and a failed or killed save is invisible (its objects are deleted on failure, or
 orphaned under a version prefix no manifest names). The previous version is kept for readers
-that read the old manifest just before the commit; older ones are deleted.
+that read the old manifest just before the commit; older ones are deleted. Each save also
+deletes the orphans of its key once they are a day old (`ORPHAN_AGE_SECONDS`: no save takes
+that long, so none is still being written), unless a linked save pins them.
 Datasets written by `datasets.save_to_disk("s3://…")` (no manifest) load too.
 """
 
@@ -24,6 +26,7 @@ import posixpath
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -52,8 +55,10 @@ from ds_assets.storage.reader import (
 )
 from ds_assets.storage.save import SaveResult, write_layout
 
+ORPHAN_AGE_SECONDS = 24 * 3600  # version prefixes no manifest names are deleted past this age
 _VERSION_MARK = "v-"
 _PINS = ".pins"
+_VERSION_TIME = "%Y%m%dT%H%M%S%f"  # how `new_version` begins
 _MISSING = ("NoSuchKey", "404", "NotFound")
 _DENIED = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "Forbidden")
 
@@ -172,6 +177,27 @@ class S3Store(DatasetStore):
         concurrent writer may still be filling."""
         if previous is not None and previous.previous not in (None, version):
             self._retire(self.object_key(key), previous.previous)
+        keep = {version, previous.version if previous else None}
+        with contextlib.suppress(Exception):  # the save itself is done and committed
+            self._sweep_orphans(self.object_key(key), keep)
+
+    def _sweep_orphans(self, root: str, keep: set[str | None]) -> None:
+        """Delete the version prefixes of saves killed before their commit, once they are
+        `ORPHAN_AGE_SECONDS` old (by the time in their version id); `_retire` leaves pinned
+        ones and releases the pins an orphan holds."""
+        cutoff = datetime.now(timezone.utc) - timedelta(seconds=ORPHAN_AGE_SECONDS)
+        for page in self._list(root + "/", delimiter="/"):
+            for common in page.get("CommonPrefixes", []):
+                name = common["Prefix"][len(root) + 1 :].rstrip("/")
+                version = name[len(_VERSION_MARK) :]
+                if not name.startswith(_VERSION_MARK) or version in keep:
+                    continue
+                try:
+                    made = datetime.strptime(version[:21], _VERSION_TIME)
+                except ValueError:
+                    continue  # not a version id of ours: leave it alone
+                if made.replace(tzinfo=timezone.utc) < cutoff:
+                    self._retire(root, version)
 
     def _retire(self, root: str, version: str) -> None:
         """Delete version `version` of the key at `root`, unless a linked save still reuses it
