@@ -39,6 +39,7 @@ bench: $(STAMP)
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/index_embedded_bench.py
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/index_qdrant_bench.py
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/index_elasticsearch_bench.py
+	PYTHONPATH=$(CURDIR) $(BIN)/python bench/index_incremental_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
