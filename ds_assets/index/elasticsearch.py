@@ -405,13 +405,18 @@ def _finish_load(
 ) -> None:
     if restore_refresh:
         client.indices.put_settings(index=physical, settings={"index": {"refresh_interval": None}})
-    client.indices.refresh(index=physical)
-    count = client.count(index=physical)["count"]
+    count = _refreshed_count(client, physical)
     if count != expected:
         raise SearchIndexError(
             f"Elasticsearch index {physical!r} holds {count} documents after the load; expected "
             f"{expected} (one per row)"
         )
+
+
+def _refreshed_count(client: Elasticsearch, physical: str) -> int:
+    """The documents of `physical`, counted once every one indexed so far is searchable."""
+    client.indices.refresh(index=physical)
+    return int(client.count(index=physical)["count"])
 
 
 def _swap_alias(client: Elasticsearch, alias: str, physical: str, old: list[str]) -> None:
@@ -559,8 +564,7 @@ def append(
     physical = behind[0]
     mappings = client.indices.get_mapping(index=physical).body[physical]["mappings"]
     columns = _document_columns(dataset.features, text_columns, mappings)
-    client.indices.refresh(index=physical)
-    held = client.count(index=physical)["count"]
+    held = _refreshed_count(client, physical)
     if held != row_offset:
         raise StaleIndexError(
             f"Elasticsearch index {physical!r} holds {held} documents; "

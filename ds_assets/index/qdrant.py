@@ -373,14 +373,8 @@ def upsert(
     >>> upsert(client, new, "docs", column="v", row_offset=2).search([1.0, 1.0], k=1)[1]
     [2]
     """
-    if isinstance(row_offset, bool) or not isinstance(row_offset, int) or row_offset < 0:
-        raise SearchIndexError(f"row_offset must be a non-negative integer, got {row_offset!r}")
     plan = _Plan.check(dataset, column, embed, payload_columns, id_column, batch_size, row_offset)
-    live = _alias_target(client, collection)
-    if live is None:
-        raise SearchIndexError(
-            f"qdrant alias {collection!r} does not exist: run build() before upsert()"
-        )
+    live = _live_collection(client, collection, "upsert")
     size = _single_vector_params(client.get_collection(live), live).size
     _upload(client, live, plan, plan.batches(), size)
     return QdrantIndex(client, collection, dataset=None, embed=plan.embed)
@@ -419,14 +413,8 @@ def append(
     >>> old.count(), new.count(), new.search([0.0, 1.0], k=1)[1]
     (1, 2, [1])
     """
-    if isinstance(row_offset, bool) or not isinstance(row_offset, int) or row_offset < 0:
-        raise SearchIndexError(f"row_offset must be a non-negative integer, got {row_offset!r}")
     plan = _Plan.check(dataset, column, embed, payload_columns, id_column, batch_size, row_offset)
-    live = _alias_target(client, collection)
-    if live is None:
-        raise StaleIndexError(
-            f"qdrant alias {collection!r} does not exist: run build() before append()"
-        )
+    live = _live_collection(client, collection, "append")
     if physical is not None and live != physical:
         raise StaleIndexError(
             f"qdrant alias {collection!r} points at {live!r}, not at {physical!r}: another "
@@ -457,6 +445,16 @@ def append(
         _delete_rows_from(client, live, row_offset)
         raise
     return QdrantIndex(client, collection, dataset=None, embed=plan.embed)
+
+
+def _live_collection(client: QdrantClient, collection: str, caller: str) -> str:
+    """The physical collection behind the alias `collection`, which `build` must have made."""
+    live = _alias_target(client, collection)
+    if live is None:
+        raise StaleIndexError(
+            f"qdrant alias {collection!r} does not exist: run build() before {caller}()"
+        )
+    return live
 
 
 def _rows_from(first: int, below: int | None = None) -> models.Filter:
@@ -543,6 +541,8 @@ class _Plan:
             raise SearchIndexError(f"expected a datasets.Dataset, got {type(dataset).__name__}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise SearchIndexError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if isinstance(row_offset, bool) or not isinstance(row_offset, int) or row_offset < 0:
+            raise SearchIndexError(f"row_offset must be a non-negative integer, got {row_offset!r}")
         if column is None:
             raise SearchIndexError(
                 "column is required: the vector column, or the text column to embed"
