@@ -167,9 +167,9 @@ def _appended(
     found = _indexed_parts(store, tuple(context.asset_key.path), parts, arguments)
     if isinstance(found, str):
         return _rebuild(context, found)
-    indexed, new, stored = found
-    manifests = [store.manifest(part) for part in indexed + new]
-    held = sum(manifest.num_rows for manifest in manifests[: len(indexed)])
+    indexed, versions, held, stored = found
+    new = [part for part in parts if part not in indexed]
+    versions += [store.manifest(part).version for part in new]
     whole = _concatenated(store, indexed + new)
     rows = whole.select(range(held, len(whole)) if held < len(whole) else [])
     try:
@@ -182,7 +182,6 @@ def _appended(
     sample = sample_query(index, whole, query) if query is not None else {}
     info.update(appended=names)
     folder = tempfile.mkdtemp(prefix="ds-assets-append-")
-    versions = [manifest.version for manifest in manifests]
     return BuiltIndex(indexed + new, folder, info, sample, versions)
 
 
@@ -204,9 +203,9 @@ def _rebuild(context: AssetExecutionContext, reason: str) -> None:
 
 def _indexed_parts(
     store: DatasetStore, index_key: tuple[str, ...], parts: list, arguments: dict[str, Any]
-) -> tuple[list, list, dict[str, Any]] | str:
-    """(parts the stored index holds, in its order; parts to add; its info), or why the
-    stored index cannot take the new parts as they are."""
+) -> tuple[list, list[str], int, dict[str, Any]] | str:
+    """(the input parts the stored index holds, in its order; their versions; its row count;
+    its info), or why the stored index cannot take new parts as it is."""
     previous = store.manifest(index_key)
     if previous is None or previous.kind != INDEX:
         return "no index stored yet"
@@ -227,7 +226,8 @@ def _indexed_parts(
         if current is None or current.version != link["version"]:
             return f"{link['path']} was materialized again since it was indexed"
         indexed.append(part)
-    return indexed, [part for part in parts if part not in indexed], info
+    versions = [link["version"] for link in store.bundle_links(previous)]
+    return indexed, versions, previous.num_rows, info
 
 
 def _concatenated(store: DatasetStore, parts: list) -> Dataset:

@@ -33,6 +33,21 @@ class StaleIndexError(SearchIndexError):
     alias, or an append killed midway left rows behind): nothing was written; build again."""
 
 
+def check_count(name: str, value: Any, minimum: int = 1) -> None:
+    """Raise `SearchIndexError` unless `value` is an integer (not a bool) of at least `minimum`
+    (1: a positive integer, 0: a non-negative one).
+
+    >>> check_count("k", 0)
+    Traceback (most recent call last):
+    ...
+    ds_assets.index.base.SearchIndexError: k must be a positive integer, got 0
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a positive" if minimum == 1 else "a non-negative" if minimum == 0 else "an"
+        at_least = f" of at least {minimum}" if minimum > 1 else ""
+        raise SearchIndexError(f"{name} must be {kind} integer{at_least}, got {value!r}")
+
+
 def embedder_path(embed: str | Callable | None) -> str | None:
     """The `"module:function"` of an embedder (stored in manifests), or None."""
     return None if embed is None else import_path(embed)
@@ -211,8 +226,7 @@ class SearchIndex(ABC):
         self, queries: Sequence[Any], k: int = 10, filter: Any = None
     ) -> tuple[list[list[float]], list[list[int]]]:
         """`search` for many queries at once (one engine call where the engine allows)."""
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise SearchIndexError(f"k must be a positive integer, got {k!r}")
+        check_count("k", k)
         return self._search_batch(self._prepare(queries), k, filter)
 
     def nearest_examples(

@@ -53,7 +53,7 @@ import pyarrow.compute as pc
 from datasets import ClassLabel, Dataset, Features, LargeList, List, Value
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError, helpers
 
-from ds_assets.index.base import SearchIndex, SearchIndexError, StaleIndexError
+from ds_assets.index.base import SearchIndex, SearchIndexError, StaleIndexError, check_count
 
 ROW_FIELD = "ds_assets_row"  # the row position in the indexed dataset version, in every document
 PHRASE_BOOST = 10.0  # exact phrase matches outrank documents that only share words
@@ -495,8 +495,7 @@ def build(
     ([0.6931471824645996], [0])
     """
     text_columns = _as_columns(text_columns)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise SearchIndexError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    check_count("chunk_size", chunk_size)
     physical = physical_name(index, version)
     _check_columns(dataset, id_column)
     meta = {"alias": index, "version": version, "num_rows": len(dataset),
@@ -550,10 +549,8 @@ def append(
     3
     """
     text_columns = _as_columns(text_columns)
-    if isinstance(row_offset, bool) or not isinstance(row_offset, int) or row_offset < 0:
-        raise SearchIndexError(f"row_offset must be a non-negative integer, got {row_offset!r}")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise SearchIndexError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    check_count("row_offset", row_offset, minimum=0)
+    check_count("chunk_size", chunk_size)
     _check_columns(dataset, id_column)
     behind = _indices_behind(client, index)
     if len(behind) != 1 or (physical is not None and behind != [physical]):

@@ -44,6 +44,7 @@ from datasets import Dataset
 from ds_assets.index.base import (
     SearchIndex,
     SearchIndexError,
+    check_count,
     embedder_path,
     load_embedder,
     stored_float32_vectors,
@@ -252,9 +253,9 @@ def build(
     [2]
     """
     _check_metric(metric)
-    _check_positive("batch_size", batch_size)
+    check_count("batch_size", batch_size)
     if train_size is not None:
-        _check_positive("train_size", train_size)
+        check_count("train_size", train_size)
     _check_column(dataset, column, embed)
     embedder = load_embedder(embed)
     index = _new_index(index_factory, vector_dimension(dataset, column, embedder), metric)
@@ -284,11 +285,6 @@ def default_train_size(index: faiss.Index, rows: int, dimension: int) -> int:
 def _check_metric(metric: str) -> None:
     if metric not in METRICS:
         raise SearchIndexError(f"metric must be one of {sorted(METRICS)}, got {metric!r}")
-
-
-def _check_positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SearchIndexError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _check_column(dataset: Dataset, column: str, embed: Any) -> None:

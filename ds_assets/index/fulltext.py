@@ -43,7 +43,7 @@ import pyarrow as pa
 import tantivy
 from datasets import Dataset
 
-from ds_assets.index.base import SearchIndex, SearchIndexError
+from ds_assets.index.base import SearchIndex, SearchIndexError, check_count
 
 ROW_FIELD = "_row"
 MANIFEST_FILE = "ds_assets_fulltext.json"
@@ -248,8 +248,7 @@ def build(
     """
     columns = [text_columns] if isinstance(text_columns, str) else list(text_columns)
     _check_columns(dataset, columns, id_column)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise SearchIndexError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_count("batch_size", batch_size)
     folder = os.fspath(folder)
     created = _prepare_folder(folder)
     try:

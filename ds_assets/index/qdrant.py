@@ -68,6 +68,7 @@ from ds_assets.index.base import (
     SearchIndex,
     SearchIndexError,
     StaleIndexError,
+    check_count,
     embedder_path,
     load_embedder,
     vector_batches,
@@ -539,10 +540,8 @@ class _Plan:
     ) -> _Plan:
         if not isinstance(dataset, Dataset):
             raise SearchIndexError(f"expected a datasets.Dataset, got {type(dataset).__name__}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise SearchIndexError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if isinstance(row_offset, bool) or not isinstance(row_offset, int) or row_offset < 0:
-            raise SearchIndexError(f"row_offset must be a non-negative integer, got {row_offset!r}")
+        check_count("batch_size", batch_size)
+        check_count("row_offset", row_offset, minimum=0)
         if column is None:
             raise SearchIndexError(
                 "column is required: the vector column, or the text column to embed"
