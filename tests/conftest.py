@@ -2,10 +2,12 @@ import os
 import uuid
 
 import pytest
+import sqlalchemy as sa
 
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 from tests.servers import start_seaweedfs  # noqa: E402
+from tests.sql_servers import server_engine  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -58,3 +60,27 @@ def store(request, tmp_path):
     server = request.getfixturevalue("seaweedfs")
     bucket = request.getfixturevalue("s3_bucket")
     return S3Store(server.client(), bucket, "prefix/ds")
+
+
+@pytest.fixture(scope="module")
+def postgresql():
+    """An engine on the PostgreSQL server (the test fails under CI, skips elsewhere, if down)."""
+    engine = server_engine("postgresql")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def mariadb():
+    """An engine on the MariaDB server (the test fails under CI, skips elsewhere, if down)."""
+    engine = server_engine("mariadb")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sqlite(tmp_path):
+    """An engine on a fresh SQLite file."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'test.db'}")
+    yield engine
+    engine.dispose()

@@ -327,7 +327,7 @@ def test_a_row_committed_after_a_higher_one_is_still_picked_up(instance, tmp_pat
 
     from ds_assets import new_rows_sensor, sql_source
     from ds_assets.sensors import new_range_keys
-    from tests.test_formats_sql import server_engine
+    from tests.sql_servers import server_engine
 
     engine = server_engine(server)
     resource = sql_resource(engine.url.render_as_string(hide_password=False))

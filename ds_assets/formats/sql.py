@@ -23,12 +23,22 @@ without reading the rest of the result (`KILL QUERY`).
 Column types map to these features: integers to `int8`..`int64` (unsigned MySQL integers to
 `uint*`, SQLite integers to `int64`), floats to `float32`/`float64`, decimals to
 `decimal128(p, s)` (`decimal256` above 38 digits, string above 76), text, enums and UUIDs to
-`string`, bytes to `binary`, booleans to `bool` (MySQL's `BOOLEAN` is `TINYINT(1)`: `int8`),
-dates to `date32`, timestamps to `timestamp[us]` and, with a time zone, to
-`timestamp[us, tz=UTC]`, times to `time64[us]`, intervals to `duration[us]`, JSON to `Json()`,
+`string`, bytes to `binary`, booleans to `bool` (MySQL's `BOOLEAN` is `TINYINT(1)`: `int8`;
+`BIT(1)` is `bool`, wider `BIT(n)` `uint64`), dates to `date32`, timestamps to `timestamp[us]`
+and, with a time zone, to `timestamp[us, tz=UTC]`, times to `time64[us]` (PostgreSQL's `timetz`
+to its ISO text, `"10:00:00+02:00"`: `time64` has no offset; MySQL's TIME, a duration of up to
+838 hours either side of zero, to `duration[us]`), intervals to `duration[us]`, JSON to `Json()`,
 PostgreSQL arrays to `List`. NULL is a missing value in any of them. MariaDB's JSON is a
 LONGTEXT, so it reads as `string`; MySQL's TIMESTAMP comes in the session's time zone without
 one, so it reads as `timestamp[us]`. Other types are inferred from the values of the first batch.
+
+A value that does not fit its column's feature (2.5 in a column of integers, a 40-digit number
+in a `decimal128`, a nested array in a `List` of strings, an object with no text form such as a
+PostgreSQL range in a `string` column) is an error naming the column and row: it is never
+rounded, truncated or stored as its Python repr. What the drivers themselves convert stays
+converted: psycopg2 reads the dates `infinity` and `-infinity` as `datetime.max` and
+`datetime.min`, an interval of months as 30 days each, and `time '24:00'` as midnight; cast such
+columns in the SQL (`::text`) where that matters.
 
 The password of the engine's URL never appears in messages: they show
 `engine.url.render_as_string(hide_password=True)`.
@@ -169,7 +179,11 @@ def from_table(
         statement = statement.order_by(relation.c[_known_column(order_by, types, label)])
     dialect = engine.dialect.name
     specs = [
-        _ColumnSpec(name, _read_type(types[name]), *_feature_of_type(types[name], dialect))
+        _ColumnSpec(
+            name,
+            _processed(_read_type(types[name]), dialect),
+            *_feature_of_type(types[name], dialect),
+        )
         for name in names
     ]
     source = _Source(engine, statement, {}, _batch_size(batch_size), label, specs)
@@ -452,9 +466,9 @@ def _feature_of_type(kind: Any, dialect: str) -> tuple[Any, Prepare | None, Any]
         kind = kind.data_type
     if isinstance(kind, sa.ARRAY):
         item, prepare, _ = _feature_of_type(kind.item_type, dialect)
-        if item is None or prepare is not None:
+        if item is None:
             return None, None, None
-        return List(item), None, None
+        return List(item), prepare and _list_coercion(prepare), None
     if isinstance(kind, sa.JSON):
         return Json(), _dumps, None
     if isinstance(kind, sa.Boolean):
@@ -463,6 +477,8 @@ def _feature_of_type(kind: Any, dialect: str) -> tuple[Any, Prepare | None, Any]
         return Value(_integer_dtype(kind, dialect)), None, None
     if isinstance(kind, mysql.YEAR):
         return Value("int16"), None, None
+    if isinstance(kind, mysql.BIT):
+        return Value("bool" if (kind.length or 1) == 1 else "uint64"), None, None
     if isinstance(kind, sa.Float):
         return Value(_float_dtype(kind, dialect)), None, None
     if isinstance(kind, sa.Numeric):
@@ -472,6 +488,10 @@ def _feature_of_type(kind: Any, dialect: str) -> tuple[Any, Prepare | None, Any]
     if isinstance(kind, sa.Date):
         return Value("date32"), None, None
     if isinstance(kind, sa.Time):
+        if dialect in ("mysql", "mariadb"):
+            return Value("duration[us]"), None, None  # -838:59:59 to 838:59:59, see _processed
+        if kind.timezone:
+            return Value("string"), _time_with_offset, None  # time64 has no offset to keep
         return Value("time64[us]"), None, None
     if isinstance(kind, sa.Interval):
         return Value("duration[us]"), None, None
@@ -483,6 +503,18 @@ def _feature_of_type(kind: Any, dialect: str) -> tuple[Any, Prepare | None, Any]
         return Value("string"), None, None
     # psycopg2 gives the text of the types it has no conversion for (inet, money, tsvector...)
     return None, None, (Value("string") if dialect == "postgresql" else None)
+
+
+def _time_with_offset(value: datetime.time) -> str:
+    return value.isoformat()
+
+
+def _processed(kind: Any, dialect: str) -> Any:
+    """The type whose result processing a column's values get: `kind`, or None where that
+    processing loses information (MySQL's TIME processor wraps durations into a day)."""
+    if dialect in ("mysql", "mariadb") and isinstance(kind, sa.Time):
+        return None  # the driver's timedelta is the value
+    return kind
 
 
 def _integer_dtype(kind: Any, dialect: str) -> str:
@@ -515,6 +547,8 @@ def _decimal_feature(precision: int | None, scale: int | None) -> Any:
     if precision is None:
         return None  # unconstrained NUMERIC: precision and scale from the values
     scale = scale or 0
+    if scale < 0:  # PostgreSQL numeric(5, -2) rounds to hundreds: 7 digits, none after the point
+        precision, scale = precision - scale, 0
     if precision <= 38:
         return Value(f"decimal128({precision}, {scale})")
     if precision <= 76:
@@ -533,42 +567,80 @@ _POSTGRESQL_TYPES: dict[int, Any] = {
     1000: sa.ARRAY(sa.Boolean()), 1005: sa.ARRAY(sa.SmallInteger()),
     1007: sa.ARRAY(sa.Integer()), 1016: sa.ARRAY(sa.BigInteger()), 1009: sa.ARRAY(sa.Text()),
     1015: sa.ARRAY(sa.String()), 1021: sa.ARRAY(sa.REAL()), 1022: sa.ARRAY(sa.Double()),
+    1266: sa.Time(timezone=True), 1182: sa.ARRAY(sa.Date()), 1183: sa.ARRAY(sa.Time()),
+    1115: sa.ARRAY(sa.DateTime()), 1185: sa.ARRAY(sa.DateTime(timezone=True)),
+    1187: sa.ARRAY(sa.Interval()), 1231: sa.ARRAY(sa.Numeric()),
+    1270: sa.ARRAY(sa.Time(timezone=True)), 2951: sa.ARRAY(sa.Uuid()),
 }  # fmt: skip
+_POSTGRESQL_NUMERIC = 1700
 
-# MySQL/MariaDB field types (include/mysql_com.h). Integers are read as int64 whatever their
-# width: the description does not say whether they are unsigned. BLOB and CHAR codes cover
-# both text and bytes (the charset decides), so those are inferred, defaulting to text.
+# MySQL/MariaDB field types (include/mysql_com.h). The description does not say whether an
+# integer is unsigned: pymysql's field flags do (`_field_flags`); without them integers are
+# read as int64 whatever their width. BLOB and CHAR codes cover both text and bytes (the
+# charset decides), so those are inferred, defaulting to text.
 _MYSQL_TYPES: dict[int, Any] = {
-    1: sa.BigInteger(), 2: sa.BigInteger(), 3: sa.BigInteger(), 8: sa.BigInteger(),
-    9: sa.BigInteger(), 4: sa.REAL(), 5: sa.Double(), 7: sa.DateTime(), 12: sa.DateTime(),
-    10: sa.Date(), 14: sa.Date(), 11: sa.Time(), 13: sa.SmallInteger(), 16: mysql.BIT(),
-    245: sa.JSON(), 247: sa.String(), 248: sa.String(), 15: sa.String(),
+    4: sa.REAL(), 5: sa.Double(), 7: sa.DateTime(), 12: sa.DateTime(), 10: sa.Date(),
+    14: sa.Date(), 11: sa.Time(), 13: mysql.YEAR(), 245: sa.JSON(), 247: sa.String(),
+    248: sa.String(), 15: sa.String(),
 }  # fmt: skip
+_MYSQL_INTEGERS = {1: mysql.TINYINT, 2: mysql.SMALLINT, 9: mysql.MEDIUMINT, 3: mysql.INTEGER,
+                   8: mysql.BIGINT}  # fmt: skip
 _MYSQL_DECIMALS = (0, 246)
+_MYSQL_BIT = 16
 _MYSQL_NULL = 6
+_MYSQL_UNSIGNED_FLAG = 32
 
 
-def _described_spec(name: str, entry: Sequence[Any], dialect: sa.engine.Dialect) -> _ColumnSpec:
+def _described_spec(
+    name: str, entry: Sequence[Any], dialect: sa.engine.Dialect, flags: int | None = None
+) -> _ColumnSpec:
     """What a query's cursor description says of a column: the SQLAlchemy type whose result
-    processing its values get (as a typed table column's would), and its feature."""
+    processing its values get (as a typed table column's would), and its feature. `flags` are
+    the MySQL field flags where the driver exposes them (they tell unsigned integers)."""
     kind, fallback = None, None
     code = entry[1]
     if dialect.name == "postgresql" and isinstance(code, int):
         kind = _POSTGRESQL_TYPES.get(code)
-        if code == 1700:
-            # psycopg2 reports an unconstrained NUMERIC (no typmod) as precision 65535
-            constrained = entry[4] is not None and 0 < entry[4] <= _POSTGRESQL_MAX_PRECISION
-            kind = sa.Numeric(entry[4], entry[5]) if constrained else sa.Numeric()
-        fallback = Value("string")  # psycopg2 gives the text of types it does not know
+        if code == _POSTGRESQL_NUMERIC:
+            kind = _postgresql_numeric(entry[4], entry[5])
+        # psycopg2 gives the text of the types it has no conversion for (inet, money...)
+        fallback = Value("string") if kind is None else None
     elif dialect.name in ("mysql", "mariadb") and isinstance(code, int):
+        unsigned = flags is not None and bool(flags & _MYSQL_UNSIGNED_FLAG)
         kind = _MYSQL_TYPES.get(code)
-        if code in _MYSQL_DECIMALS:
-            # the display length counts the sign and the decimal point
-            kind = sa.Numeric(max(1, entry[3] - (1 if entry[5] else 0) - 1), entry[5])
+        if code in _MYSQL_INTEGERS:
+            kind = (
+                _MYSQL_INTEGERS[code](unsigned=unsigned) if flags is not None else sa.BigInteger()
+            )
+        elif code in _MYSQL_DECIMALS:
+            # the display length counts the decimal point, and the sign unless unsigned
+            signs = 0 if unsigned else 1
+            kind = sa.Numeric(max(1, entry[3] - (1 if entry[5] else 0) - signs), entry[5])
+        elif code == _MYSQL_BIT:
+            kind = mysql.BIT(entry[3])
         fallback = Value("null") if code == _MYSQL_NULL else Value("string")
     if kind is None:
         return _ColumnSpec(name, None, None, None, fallback)
-    return _ColumnSpec(name, kind, *_feature_of_type(kind, dialect.name)[:2], fallback)
+    feature, prepare, _ = _feature_of_type(kind, dialect.name)
+    return _ColumnSpec(name, _processed(kind, dialect.name), feature, prepare, fallback)
+
+
+def _postgresql_numeric(precision: int | None, scale: int | None) -> sa.Numeric:
+    # psycopg2 reports an unconstrained NUMERIC (no typmod) as precision 65535, and a negative
+    # scale (numeric(5, -2), PostgreSQL 15) as the 11-bit two's complement of the typmod
+    if precision is None or not 0 < precision <= _POSTGRESQL_MAX_PRECISION:
+        return sa.Numeric()
+    if scale is not None and scale > _POSTGRESQL_MAX_PRECISION:
+        scale -= 2048
+    return sa.Numeric(precision, scale)
+
+
+def _field_flags(cursor: Any, columns: int) -> list[int | None]:
+    """MySQL field flags of each column of a pymysql result (None for other drivers)."""
+    fields = getattr(getattr(cursor, "_result", None), "fields", None)
+    if not fields or len(fields) != columns:
+        return [None] * columns
+    return [getattr(field, "flags", None) for field in fields]
 
 
 def _compose(first: Prepare, then: Prepare) -> Prepare:
@@ -663,8 +735,11 @@ class _Converter:
 
     def array(self, values: Sequence[Any], first_row: int, label: str) -> pa.Array:
         if self.prepare is not None:
-            values = [None if value is None else self.prepare(value) for value in values]
-        if not self.encode:
+            values = _prepared(values, self.prepare, self, first_row, label)
+        # pyarrow converts some values lossily without a word (2.5 to an int64 2, a decimal of
+        # more than 38 digits to 0, [True, False] to a bool True): only values whose Python
+        # types it takes exactly go straight to it, the others through the checked coercion
+        if not self.encode and _takes_exactly(self.arrow_type, values):
             try:
                 return pa.array(values, type=self.arrow_type)
             except (pa.ArrowException, TypeError, ValueError, OverflowError):
@@ -674,7 +749,7 @@ class _Converter:
         for row, value in enumerate(values):
             try:
                 converted.append(None if value is None else coerce(value))
-            except (TypeError, ValueError, OverflowError, decimal.InvalidOperation) as error:
+            except (TypeError, ValueError, OverflowError, ArithmeticError) as error:
                 raise self._error(label, first_row + row, value, error) from None
         try:
             return pa.array(converted, type=self.arrow_type)
@@ -687,7 +762,7 @@ class _Converter:
             raise
 
     def _coercion(self) -> Prepare:
-        if self.encode or not isinstance(self.feature, Value):
+        if self.encode:
             return lambda value: encode_nested_example(self.feature, value)
         return _coercion_to(self.arrow_type)
 
@@ -701,8 +776,70 @@ class _Converter:
         )
 
 
+def _prepared(
+    values: Sequence[Any], prepare: Prepare, converter: _Converter, first_row: int, label: str
+) -> list[Any]:
+    try:
+        return [None if value is None else prepare(value) for value in values]
+    except (TypeError, ValueError, OverflowError, ArithmeticError):
+        for row, value in enumerate(values):
+            try:
+                None if value is None else prepare(value)
+            except (TypeError, ValueError, OverflowError, ArithmeticError) as error:
+                raise converter._error(label, first_row + row, value, error) from None
+        raise
+
+
+_NONE = type(None)
+
+
+def _takes_exactly(kind: pa.DataType, values: Sequence[Any]) -> bool:
+    """Whether `pa.array(values, type=kind)` either converts every value exactly or raises:
+    the values' Python types are the ones Arrow maps to `kind` (and decimals fit it)."""
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        if not set(map(type, values)) <= {list, _NONE}:
+            return False
+        items = [item for value in values if value is not None for item in value]
+        return _takes_exactly(kind.value_type, items)
+    accepted = _EXACT_TYPES.get(kind.id)
+    if accepted is None:
+        return True  # other types (structs...): pyarrow's conversion, as before
+    if not set(map(type, values)) <= accepted:
+        return False
+    if pa.types.is_decimal(kind):
+        # pyarrow checks a decimal's scale and precision against the type, except that it first
+        # converts a Decimal at its own precision: more digits than the type's width can hold
+        # (38 or 76) come out as garbage. A value's text is at least as long as its digits.
+        width = 38 if pa.types.is_decimal128(kind) else 76
+        return max(map(len, map(str, values)), default=0) <= width
+    if pa.types.is_time(kind):
+        return not any(value.tzinfo for value in values if value is not None)
+    return True
+
+
+_EXACT_TYPES = {
+    **{kind.id: {int, _NONE} for kind in (pa.int8(), pa.int16(), pa.int32(), pa.int64())},
+    **{kind.id: {int, _NONE} for kind in (pa.uint8(), pa.uint16(), pa.uint32(), pa.uint64())},
+    **{kind.id: {float, int, _NONE} for kind in (pa.float16(), pa.float32(), pa.float64())},
+    pa.decimal128(1).id: {decimal.Decimal, int, _NONE},
+    pa.decimal256(1).id: {decimal.Decimal, int, _NONE},
+    pa.string().id: {str, _NONE},
+    pa.large_string().id: {str, _NONE},
+    pa.binary().id: {bytes, _NONE},
+    pa.large_binary().id: {bytes, _NONE},
+    pa.bool_().id: {bool, _NONE},
+    pa.timestamp("us").id: {datetime.datetime, _NONE},
+    pa.date32().id: {datetime.date, _NONE},
+    pa.time64("us").id: {datetime.time, _NONE},
+    pa.duration("us").id: {datetime.timedelta, _NONE},
+    pa.null().id: {_NONE},
+}
+
+
 def _coercion_to(kind: pa.DataType) -> Prepare:
     """How a value of another Python type becomes one Arrow takes for `kind` (or raises)."""
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return _list_coercion(_coercion_to(kind.value_type))
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         return _to_text
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
@@ -712,9 +849,9 @@ def _coercion_to(kind: pa.DataType) -> Prepare:
     if pa.types.is_integer(kind):
         return _to_int
     if pa.types.is_floating(kind):
-        return float
+        return _to_float
     if pa.types.is_decimal(kind):
-        return _to_decimal
+        return _decimal_coercion(kind.precision, kind.scale)
     if pa.types.is_timestamp(kind):
         return _to_datetime
     if pa.types.is_date(kind):
@@ -724,10 +861,29 @@ def _coercion_to(kind: pa.DataType) -> Prepare:
     return lambda value: value
 
 
+def _list_coercion(item: Prepare) -> Prepare:
+    def coerce(value: Any) -> list[Any]:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError("expected a list")
+        return [None if element is None else item(element) for element in value]
+
+    return coerce
+
+
+# Values whose str() is their exact text; other objects (lists, ranges, ...) are refused
+_TEXT_LIKE = (int, float, decimal.Decimal, uuid.UUID)
+
+
 def _to_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).decode("utf-8")
-    return value if isinstance(value, str) else str(value)
+    if isinstance(value, _TEXT_LIKE):
+        return str(value)
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    raise TypeError("expected text, a number or a date; cast the column to text in SQL")
 
 
 def _to_bytes(value: Any) -> bytes:
@@ -751,11 +907,40 @@ def _to_int(value: Any) -> int:
         return int(value)
     if isinstance(value, (float, decimal.Decimal)) and value != int(value):
         raise ValueError("not a whole number")
+    if not isinstance(value, (int, float, decimal.Decimal, str)):
+        raise TypeError("expected a whole number")
     return int(value)
 
 
-def _to_decimal(value: Any) -> decimal.Decimal:
-    return decimal.Decimal(repr(value) if isinstance(value, float) else value)
+def _to_float(value: Any) -> float:
+    if not isinstance(value, (int, float, decimal.Decimal, str)):
+        raise TypeError("expected a number")
+    return float(value)
+
+
+# Quantizing in this context raises instead of rounding (Inexact) or overflowing
+_EXACT = decimal.Context(prec=80, traps=[decimal.Inexact, decimal.InvalidOperation])
+
+
+def _decimal_coercion(precision: int, scale: int) -> Prepare:
+    exponent = decimal.Decimal(1).scaleb(-scale)
+    integer_digits = precision - scale
+
+    def coerce(value: Any) -> decimal.Decimal:
+        if isinstance(value, bool) or not isinstance(value, (int, float, decimal.Decimal, str)):
+            raise TypeError("expected a number")
+        number = decimal.Decimal(repr(value) if isinstance(value, float) else value)
+        if not number.is_finite():
+            raise ValueError("not a finite number")
+        try:
+            exact = number.quantize(exponent, context=_EXACT)
+        except decimal.Inexact:
+            raise ValueError(f"more than {scale} digits after the point") from None
+        if exact and exact.adjusted() >= integer_digits:
+            raise ValueError(f"more than {integer_digits} digits before the point")
+        return exact
+
+    return coerce
 
 
 def _to_datetime(value: Any) -> datetime.datetime:
@@ -775,7 +960,10 @@ def _to_date(value: Any) -> datetime.date:
 def _to_time(value: Any) -> datetime.time:
     if isinstance(value, datetime.timedelta) and datetime.timedelta(0) <= value < _DAY:
         return (datetime.datetime.min + value).time()
-    return value if isinstance(value, datetime.time) else datetime.time.fromisoformat(value)
+    time = value if isinstance(value, datetime.time) else datetime.time.fromisoformat(value)
+    if time.tzinfo is not None:
+        raise ValueError("a time with a UTC offset, which time64 cannot hold; read it as string")
+    return time
 
 
 _DAY = datetime.timedelta(days=1)
@@ -797,13 +985,19 @@ class _Plan:
         self, rows: Sequence[Sequence[Any]], processors: Sequence[Prepare | None], first_row: int,
         label: str,
     ) -> pa.Table:  # fmt: skip
-        arrays = [
-            converter.array(_column(rows, index, processor), first_row, label)
-            for index, (converter, processor) in enumerate(
-                zip(self.converters, processors, strict=True)
-            )
-        ]
+        arrays = []
+        for index, (converter, processor) in enumerate(
+            zip(self.converters, processors, strict=True)
+        ):
+            try:
+                values = _column(rows, index, processor)
+            except _ProcessingError as error:
+                raise error.named(label, converter.name, first_row) from None
+            arrays.append(converter.array(values, first_row, label))
         return pa.Table.from_arrays(arrays, schema=self.schema)
+
+
+_PROCESSING_ERRORS = (TypeError, ValueError, OverflowError, ArithmeticError)
 
 
 def _column(rows: Sequence[Sequence[Any]], index: int, processor: Prepare | None) -> list[Any]:
@@ -812,7 +1006,33 @@ def _column(rows: Sequence[Sequence[Any]], index: int, processor: Prepare | None
     values = list(map(itemgetter(index), rows))
     if processor is None:
         return values
-    return [None if value is None else processor(value) for value in values]
+    try:
+        return [None if value is None else processor(value) for value in values]
+    except _PROCESSING_ERRORS:
+        for row, value in enumerate(values):
+            try:
+                None if value is None else processor(value)
+            except _PROCESSING_ERRORS as error:
+                raise _ProcessingError(row, value, error) from None
+        raise
+
+
+class _ProcessingError(Exception):
+    """A stored value that the column type's result processing (SQLAlchemy's) cannot read,
+    such as text in an SQLite DATETIME column."""
+
+    def __init__(self, row: int, value: Any, error: Exception) -> None:
+        super().__init__(row, value, error)
+        self.row, self.value, self.error = row, value, error
+
+    def named(self, label: str, column: str, first_row: int) -> ValueError:
+        shown = repr(self.value)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        return ValueError(
+            f"{label}: column {column!r}, row {first_row + self.row}: the value {shown} does "
+            f"not fit the column's declared type ({type(self.error).__name__}: {self.error}); "
+            "read it through from_query with a CAST in the SQL"
+        )
 
 
 def _plan(
@@ -827,7 +1047,11 @@ def _plan(
     for index, spec in enumerate(specs):
         feature, prepare, hint = spec.feature, spec.prepare, ""
         if feature is None and spec.name not in overrides:
-            values = _column(first_rows or (), index, processors[index] if processors else None)
+            processor = processors[index] if processors else None
+            try:
+                values = _column(first_rows or (), index, processor)
+            except _ProcessingError as error:
+                raise error.named(label, spec.name, 0) from None
             feature, prepare, hint = _inferred(spec, values, label)
         wanted = overrides.get(spec.name, feature)
         features[spec.name] = wanted
@@ -911,7 +1135,9 @@ class _Execution:
                 raise ValueError(f"{source.label}: the statement returns no rows")
             self.names = list(self._result.keys())
             self.description = self._result.cursor.description
+            self.flags = _field_flags(self._result.cursor, len(self.names))
             self._fetched_any = False
+            self.rows_read = 0
         except BaseException:
             self._connection.close()
             raise
@@ -921,8 +1147,8 @@ class _Execution:
             return self.source.specs
         dialect = self.source.engine.dialect
         return [
-            _described_spec(name, entry, dialect)
-            for name, entry in zip(self.names, self.description, strict=True)
+            _described_spec(name, entry, dialect, flags)
+            for name, entry, flags in zip(self.names, self.description, self.flags, strict=True)
         ]
 
     def processors(self, specs: Sequence[_ColumnSpec]) -> list[Prepare | None]:
@@ -937,15 +1163,24 @@ class _Execution:
     def next_batch(self) -> Sequence[Sequence[Any]]:
         """The next rows as the driver gives them, or an empty list at the end."""
         size = self.source.batch_size
-        if not self._fetched_any:
-            # SQLAlchemy may hold rows it fetched ahead (the first row of a server-side cursor);
-            # fetching a whole batch through it hands them over and leaves its buffer empty
-            self._fetched_any = True
-            batch = self._result.fetchmany(size)
-        else:
-            # then straight from the DB-API cursor: plain tuples, no Row object per row
-            cursor = self._result.cursor
-            batch = cursor.fetchmany(size) if cursor is not None else []
+        try:
+            if not self._fetched_any:
+                # SQLAlchemy may hold rows it fetched ahead (a server-side cursor's first row);
+                # fetching a whole batch through it hands them over and leaves its buffer empty
+                self._fetched_any = True
+                batch = self._result.fetchmany(size)
+            else:
+                # then straight from the DB-API cursor: plain tuples, no Row object per row
+                cursor = self._result.cursor
+                batch = cursor.fetchmany(size) if cursor is not None else []
+        except _PROCESSING_ERRORS as error:
+            # the driver converts values as it fetches: psycopg2 raises for a year past 9999
+            raise ValueError(
+                f"{self.source.label}: rows {self.rows_read} to {self.rows_read + size - 1}: "
+                f"the database driver cannot convert a value ({type(error).__name__}: {error}); "
+                "cast the column in the SQL (to text, say)"
+            ) from None
+        self.rows_read += len(batch)
         # a DB-API fetchmany returns fewer rows than asked only at the end of the result
         self.exhausted = len(batch) < size
         return batch

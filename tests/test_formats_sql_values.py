@@ -1,0 +1,222 @@
+"""Values that a driver, SQLAlchemy or pyarrow would change on the way: the SQL reader keeps
+them exact or fails naming the column and row, never a silently different value.
+
+Against the real PostgreSQL and MariaDB servers on 127.0.0.1, and SQLite (see
+`test_formats_sql.py` for the fixtures' servers).
+"""
+
+import contextlib
+import datetime
+import decimal
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from datasets import List, Value
+
+from ds_assets.formats import sql
+
+
+@contextlib.contextmanager
+def scratch_table(engine: sa.Engine, columns: str, values: str = ""):
+    """A uniquely named table `(columns)` holding `values` (SQL text), dropped afterwards."""
+    name = f"v_{uuid.uuid4().hex[:10]}"
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"CREATE TABLE {name} ({columns})"))
+        if values:
+            connection.execute(sa.text(f"INSERT INTO {name} VALUES {values}"))
+    try:
+        yield name
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"DROP TABLE {name}"))
+
+
+def both_readers(engine: sa.Engine, table: str, **options):
+    """The table read by `from_table` and by `from_query`, map-style and streamed."""
+    query = f"SELECT * FROM {table} ORDER BY id"
+    yield sql.from_table(engine, table, order_by="id", **options)
+    yield sql.from_query(engine, query, **options)
+    yield sql.from_table(engine, table, order_by="id", streaming=True, **options)
+    yield sql.from_query(engine, query, streaming=True, **options)
+
+
+def rows_of(dataset) -> list[dict]:
+    return list(dataset) if isinstance(dataset, sql.IterableDataset) else dataset.to_list()
+
+
+# -- pyarrow's unchecked conversions -----------------------------------------------------------
+
+
+def test_a_fraction_in_a_column_inferred_as_integers_is_an_error_not_truncated(sqlite):
+    with scratch_table(sqlite, "id INTEGER, v", "(1, 1), (2, 2.5)") as table:
+        for options in ({}, {"streaming": True}):
+            with pytest.raises(ValueError, match=r"column 'v', row 1: cannot read 2\.5"):
+                rows_of(sql.from_table(sqlite, table, order_by="id", batch_size=1, **options))
+        assert sql.from_table(sqlite, table, order_by="id")["v"] == [1.0, 2.5]
+
+
+def test_a_float_read_as_a_declared_integer_is_an_error_not_truncated(sqlite):
+    with scratch_table(sqlite, "id INTEGER, d REAL", "(1, 2.0), (2, 2.5)") as table:
+        with pytest.raises(ValueError, match=r"column 'd', row 1: .*not a whole number"):
+            sql.from_table(sqlite, table, order_by="id", features={"d": Value("int64")})
+        whole = sql.from_query(
+            sqlite, f"SELECT d FROM {table} WHERE id = 1", features={"d": Value("int64")}
+        )
+        assert whole["d"] == [2]
+
+
+def test_a_decimal_wider_than_the_inferred_type_is_an_error_not_zero(postgresql):
+    wide = "1.123456789012345678901234567890123456789"  # 40 digits: more than a decimal128
+    with scratch_table(postgresql, "id int, v numeric", f"(1, 1), (2, {wide})") as table:
+        for dataset in (
+            lambda: sql.from_table(postgresql, table, order_by="id", batch_size=1),
+            lambda: sql.from_query(postgresql, f"SELECT * FROM {table} ORDER BY id", batch_size=1),
+        ):
+            with pytest.raises(ValueError, match=r"column 'v', row 1: cannot read Decimal"):
+                dataset()
+        exact = sql.from_table(postgresql, table, order_by="id")  # one batch sees both
+        assert exact["v"] == [decimal.Decimal(1), decimal.Decimal(wide)]
+
+
+def test_list_values_nested_deeper_than_the_feature_are_an_error(postgresql):
+    with scratch_table(
+        postgresql,
+        "id int, words text[], flags bool[]",
+        "(1, '{a,b}', '{t}'), (2, '{{a,b},{c,d}}', '{{t,f}}')",
+    ) as table:
+        for column in ("words", "flags"):
+            query = f"SELECT {column} FROM {table} ORDER BY id"
+            with pytest.raises(ValueError, match=rf"column '{column}', row 1: cannot read \[\["):
+                sql.from_query(postgresql, query)
+        first = sql.from_query(postgresql, f"SELECT * FROM {table} WHERE id = 1")
+        assert first.to_list() == [{"id": 1, "words": ["a", "b"], "flags": [True]}]
+
+
+# -- what the drivers convert ------------------------------------------------------------------
+
+
+def test_mariadb_time_is_a_duration_past_a_day_and_below_zero(mariadb):
+    values = "(1, '-12:30:00'), (2, '100:00:00'), (3, '838:59:59'), (4, '-00:00:01.5')"
+    with scratch_table(mariadb, "id int, v time(1)", values) as table:
+        expected = [
+            -datetime.timedelta(hours=12, minutes=30),
+            datetime.timedelta(hours=100),
+            datetime.timedelta(hours=838, minutes=59, seconds=59),
+            -datetime.timedelta(seconds=1.5),
+        ]
+        for dataset in both_readers(mariadb, table):
+            assert dataset.features["v"] == Value("duration[us]")
+            assert [row["v"] for row in rows_of(dataset)] == expected
+
+
+def test_postgresql_time_with_time_zone_keeps_its_offset_as_text(postgresql):
+    with scratch_table(
+        postgresql,
+        "id int, at timetz, ats timetz[]",
+        "(1, '10:00+02', '{10:00-05,11:30:15.5+05:30}'), (2, NULL, NULL)",
+    ) as table:
+        for dataset in both_readers(postgresql, table):
+            assert dataset.features["at"] == Value("string")
+            assert dataset.features["ats"] == List(Value("string"))
+            assert rows_of(dataset) == [
+                {
+                    "id": 1,
+                    "at": "10:00:00+02:00",
+                    "ats": ["10:00:00-05:00", "11:30:15.500000+05:30"],
+                },
+                {"id": 2, "at": None, "ats": None},
+            ]
+        with pytest.raises(ValueError, match=r"column 'at', row 0: .*UTC offset"):
+            sql.from_table(postgresql, table, order_by="id", features={"at": Value("time64[us]")})
+
+
+def test_a_postgresql_query_null_first_then_numbers_is_an_error_not_text(postgresql):
+    with scratch_table(
+        postgresql, "id int, v numeric, arr numeric[]", "(1, NULL, NULL), (2, 1.5, '{1.5}')"
+    ) as table:
+        query = f"SELECT * FROM {table} ORDER BY id"
+        with pytest.raises(ValueError, match=r"column 'v', row 1: .*first 1 values were all NULL"):
+            sql.from_query(postgresql, query, batch_size=1)
+        with pytest.raises(ValueError, match=r"column 'arr', row 1: .*first 1 values were all"):
+            sql.from_query(postgresql, query, batch_size=1, features={"v": Value("float64")})
+        given = {"v": Value("string"), "arr": List(Value("float64"))}
+        read = sql.from_query(postgresql, query, batch_size=1, features=given)
+        assert read.to_list()[1] == {"id": 2, "v": "1.5", "arr": [1.5]}
+
+
+def test_objects_without_a_text_form_are_not_read_as_their_python_repr(postgresql):
+    query = "SELECT int4range(1, 5) AS r"
+    with pytest.raises(ValueError, match=r"column 'r', row 0: cannot read NumericRange.*in SQL"):
+        sql.from_query(postgresql, query, features={"r": Value("string")})
+    text = sql.from_query(postgresql, "SELECT int4range(1, 5)::text AS r")
+    assert text["r"] == ["[1,5)"]
+
+
+def test_uuid_arrays_are_lists_of_strings(postgresql):
+    key = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
+    with scratch_table(postgresql, "id int, keys uuid[]", f"(1, '{{{key},NULL}}')") as table:
+        for dataset in both_readers(postgresql, table):
+            assert dataset.features["keys"] == List(Value("string"))
+            assert rows_of(dataset) == [{"id": 1, "keys": [key, None]}]
+
+
+def test_postgresql_numeric_with_a_negative_scale(postgresql):
+    with scratch_table(postgresql, "id int, v numeric(5, -2)", "(1, 1234567), (2, 12345)") as table:
+        for dataset in both_readers(postgresql, table):
+            assert dataset.features["v"] == Value("decimal128(7, 0)")
+            assert [row["v"] for row in rows_of(dataset)] == [1234600, 12300]
+
+
+def test_mariadb_unsigned_bit_and_decimal_columns_read_alike_from_table_and_query(mariadb):
+    with scratch_table(
+        mariadb,
+        "id int, price decimal(10, 2) unsigned, flag bit(1), mask bit(64), big bigint unsigned",
+        f"(1, 99999999.99, b'1', b'1{'0' * 62}1', 18446744073709551615), (2, 0, b'0', 0, 0)",
+    ) as table:
+        for dataset in both_readers(mariadb, table):
+            assert dataset.features["price"] == Value("decimal128(10, 2)")
+            assert dataset.features["flag"] == Value("bool")
+            assert (dataset.features["mask"], dataset.features["big"]) == (Value("uint64"),) * 2
+            assert rows_of(dataset) == [
+                {
+                    "id": 1,
+                    "price": decimal.Decimal("99999999.99"),
+                    "flag": True,
+                    "mask": 2**63 + 1,
+                    "big": 2**64 - 1,
+                },
+                {"id": 2, "price": decimal.Decimal("0.00"), "flag": False, "mask": 0, "big": 0},
+            ]
+
+
+# -- errors that name the column, or the rows ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("declared", "stored", "problem"),
+    [("DATETIME", "not a date", "isoformat"), ("JSON", "not json", "Expecting value")],
+)
+def test_a_stored_value_unfit_for_its_declared_type_names_column_and_row(
+    sqlite, declared, stored, problem
+):
+    with scratch_table(sqlite, f"id INTEGER, v {declared}", f"(1, NULL), (2, '{stored}')") as table:
+        with pytest.raises(ValueError) as caught:
+            sql.from_table(sqlite, table, order_by="id")
+        message = str(caught.value)
+        assert message.startswith(f"table '{table}' at sqlite")
+        assert f"column 'v', row 1: the value '{stored}' does not fit" in message
+        assert problem in message and "CAST" in message
+        cast = sql.from_query(sqlite, f"SELECT CAST(v AS TEXT) AS v FROM {table} ORDER BY id")
+        assert cast["v"] == [None, stored]
+
+
+def test_a_value_the_driver_cannot_convert_names_the_rows(postgresql):
+    with scratch_table(
+        postgresql, "id int, at timestamp", "(1, '2024-01-01'), (2, '294276-12-31')"
+    ) as table:
+        with pytest.raises(ValueError) as caught:
+            sql.from_table(postgresql, table, order_by="id", batch_size=1)
+        message = str(caught.value)
+        assert f"table '{table}' at postgresql" in message and "rows 1 to 1" in message
+        assert "year 294276 is out of range" in message and "cast the column" in message
