@@ -51,8 +51,11 @@ def remove_stale_outputs(folder: str, max_age: float = STALE_VERSION_SECONDS) ->
     now = time.time()
     with os.scandir(folder) as entries:
         for entry in entries:
-            if entry.name.endswith(".arrow") and now - entry.stat().st_mtime > max_age:
-                with contextlib.suppress(FileNotFoundError):
+            if not entry.name.endswith(".arrow"):
+                continue
+            # another process may remove it meanwhile (its own failed read, or this same sweep)
+            with contextlib.suppress(FileNotFoundError):
+                if now - entry.stat().st_mtime > max_age:
                     os.remove(entry.path)
 
 

@@ -108,6 +108,7 @@ BATCH_BYTES = 16 * 2**20
 MAX_ROW_BYTES = 128 * 2**20
 CHUNK_BYTES = 64 * 2**10
 XML_NAMESPACE = "http://www.w3.org/XML/1998/namespace"
+_SPACE = " \t\r\n"  # XML's whitespace, trimmed around typed values (str.strip's is Unicode's)
 
 PARSER_OPTIONS: dict[str, Any] = {
     "resolve_entities": "internal",
@@ -149,12 +150,16 @@ class XMLError(ValueError):
         self.line, self.column, self.row = line, column, row
         where = [source]
         if line is not None:
-            where.append(f"line {line}")
+            # libxml2 keeps an element's line in 16 bits: 65535 means that line or a later one
+            where.append(f"line {line}" if line < _LAST_LINE else f"line {line} or later")
         if column is not None:
             where.append(f"column {column}")
         if row is not None:
             where.append(f"row {row}")
         super().__init__(f"{', '.join(where)}: {problem}")
+
+
+_LAST_LINE = 65535
 
 
 class XMLSecurityError(XMLError):
@@ -200,6 +205,10 @@ def parse(
     sources = _sources(path)
     if infer_rows is not None and infer_rows < 1:
         raise ValueError(f"infer_rows must be at least 1, or None for every row; got {infer_rows}")
+    if attribute_prefix == TEXT[0]:
+        raise ValueError(f"attribute_prefix {TEXT[0]!r} would make an attribute 'text' {TEXT!r}")
+    if features is not None and not features:
+        raise ValueError("features declares no columns; declare at least one, or pass None")
     plan = _Plan(sources, row_tag, encoding, namespaces, attribute_prefix)
     resume = None
     if features is None:
@@ -331,18 +340,19 @@ class _Input:
         self.mark = 0  # self.consumed when the last row ended
 
     def read(self, size: int = -1) -> bytes:
-        try:
-            data = self.stream.read(size)
-        except (EOFError, zlib.error, lzma.LZMAError, OSError) as error:
-            if self.compression is None:
-                raise
-            raise XMLError(self.name, f"corrupt {self.compression} data: {error}") from error
-        self.consumed += len(data)
-        if self.decoder is not None:
+        data = self._read(size)
+        while self.decoder is not None:
             try:
-                data = self.decoder.decode(data, final=not data).encode("utf-8")
-            except UnicodeDecodeError as error:
+                text = self.decoder.decode(data, final=not data)
+                decoded = text.encode("utf-8")
+            except UnicodeError as error:
                 raise XMLError(self.name, f"not {self.transcode}: {error}") from error
+            # an empty result is the end of the input for lxml: the decoder may have buffered
+            # a whole short read (a byte of UTF-16, a BOM), so read on
+            if decoded or not data:
+                data = decoded
+                break
+            data = self._read(size)
         if self.consumed - self.mark > MAX_ROW_BYTES:
             raise XMLError(
                 self.name,
@@ -352,15 +362,29 @@ class _Input:
         return data
 
 
+    def _read(self, size: int) -> bytes:
+        try:
+            data = self.stream.read(size)
+        except (EOFError, zlib.error, lzma.LZMAError, OSError) as error:
+            if self.compression is None:
+                raise
+            raise XMLError(self.name, f"corrupt {self.compression} data: {error}") from error
+        self.consumed += len(data)
+        return data
+
+
 def _encoding(name: str | None) -> tuple[str | None, str | None]:
     """The encoding to give libxml2 for `name`, and the Python codec to decode with first when
     libxml2 does not know it (it lacks some names, "latin-1", and some codecs, cp437)."""
     if name is None:
         return None, None
     try:
-        canonical = codecs.lookup(name).name
+        codec = codecs.lookup(name)
     except LookupError:
         raise LookupError(f"encoding={name!r}: no such encoding") from None
+    if not getattr(codec, "_is_text_encoding", True):  # hex, rot13, zlib...: not bytes to text
+        raise LookupError(f"encoding={name!r}: not a text encoding")
+    canonical = codec.name
     for candidate in (name, canonical, canonical.replace("_", "-").replace("iso8859", "iso-8859")):
         try:
             etree.XMLParser(encoding=candidate)
@@ -477,7 +501,10 @@ def _syntax_error(name: str, error: etree.XMLSyntaxError) -> XMLError:
             column=column,
         )
     if error.code in _UNDECLARED_ENTITY_CODES:
-        message += " (external entities and DTDs are never loaded, for safety)"
+        message += (
+            " (external entities and DTDs are never loaded, and parameter entities never "
+            "expanded, for safety)"
+        )
     elif error.code == _RESOURCE_LIMIT_CODE:
         message = _HUGE_HINT.sub("", message)
         message += " (libxml2's limits for untrusted input stay on: depth 256, text 10 MB)"
@@ -526,6 +553,12 @@ class _Node:
 
 
 _ATTRIBUTE = _Node(strict=True, leaf=True)
+
+
+class _AttributeList(list):
+    """The list an attribute fills for a declared List column: a child element of the same
+    name then is an error (both fill the column), not one more item."""
+
 _UNSET: Any = object()
 _UNKNOWN: Any = object()
 
@@ -687,6 +720,8 @@ class _Converter:
                     listed = values.get(name)
                     if listed is None:
                         values[name] = ["" if value is None else value]
+                    elif listed.__class__ is _AttributeList:
+                        self._repeated(element, child, name)
                     else:
                         listed.append("" if value is None else value)
                 elif kind == 2:  # _VALUE
@@ -697,16 +732,18 @@ class _Converter:
                     listed = values.get(name)
                     if listed is None:
                         values[name] = [self.value(child, child_node)]
+                    elif listed.__class__ is _AttributeList:
+                        self._repeated(element, child, name)
                     else:
                         listed.append(self.value(child, child_node))
             if has_text:
                 if node.text:
                     text = "".join(element.itertext())
-                    values[TEXT] = text.strip() if node.strip else text
+                    values[TEXT] = text.strip(_SPACE) if node.strip else text
                 elif node.strict:
                     self._unknown(element, "text", element.sourceline)
         elif node.text:
-            values[TEXT] = "" if text is None else text.strip() if node.strip else text
+            values[TEXT] = "" if text is None else text.strip(_SPACE) if node.strip else text
         elif node.strict and text and not text.isspace():
             self._unknown(element, "text", element.sourceline)
         return values
@@ -715,7 +752,7 @@ class _Converter:
         if not node.leaf:
             return self.struct(element, node)
         text = "".join(element.itertext()) if len(element) else element.text or ""
-        return text.strip() if node.strip else text
+        return text.strip(_SPACE) if node.strip else text
 
     def attributes(self, items: Any, node: _Node, element: Any) -> dict[str, Any]:
         values: dict[str, Any] = {}
@@ -756,8 +793,8 @@ class _Converter:
                 values[spec] = value
                 return
         if spec.node.strip:
-            value = value.strip()
-        values[spec.name] = [value] if spec.repeated else value
+            value = value.strip(_SPACE)
+        values[spec.name] = _AttributeList((value,)) if spec.repeated else value
 
     def _resolve(self, node: _Node, child: Any) -> tuple[str, int, Any]:
         """The spec of a tag met for the first time in a declared node (strict: an error)."""
@@ -904,7 +941,7 @@ class _Plan:
         self.root, _ = _declared(dict(features), "")
         self.features = features
         strings = Features(_as_strings(dict(features)))
-        self.string_type = pa.struct(list(strings.arrow_schema))
+        self.string_type = self._struct_of(strings)
         self.cast = strings != features
 
     def infer(self, limit: int | None) -> _Resume | None:
@@ -935,11 +972,24 @@ class _Plan:
         self.inferred_rows = count
         _finish(self.root, root=True)
         self.features = Features(_features_of(self.root))
-        self.string_type = pa.struct(list(self.features.arrow_schema))
+        self.string_type = self._struct_of(self.features)
         if limit is None:
             return None
         reader.keep = False
         return _Resume(reader, kept, rows)
+
+    def _struct_of(self, features: Features) -> pa.StructType:
+        try:
+            return pa.struct(list(features.arrow_schema))
+        except pa.ArrowInvalid as error:
+            if "ecursion" not in str(error):
+                raise
+            raise XMLError(
+                self._names(),
+                "the rows nest elements deeper than Arrow can store (structs and lists 64 "
+                "levels deep); declare features= without the deepest columns, or pick a deeper "
+                f"row_tag ({error})",
+            ) from None
 
     @property
     def attribute_rows(self) -> bool:
@@ -1081,7 +1131,13 @@ def _tree_table(
 ) -> pa.Table:
     """A batch of the tree path; a value that does not cast raises `XMLError` saying where."""
     source, first = converter.source, converter.first
-    return _table(plan, values, lambda table: _cast_error(plan, table, source, first, lines))
+
+    def failure(table: pa.Table | None) -> XMLError:
+        if table is None:
+            return _shape_error(plan, values, source, first, lines)
+        return _cast_error(plan, table, source, first, lines)
+
+    return _table(plan, values, failure)
 
 
 class _Fallback(Exception):
@@ -1137,7 +1193,7 @@ class _AttributeRows:
         node, text = self.node, "".join(self.text)
         self.text.clear()
         if node.text:
-            values[TEXT] = text.strip() if node.strip else text
+            values[TEXT] = text.strip(_SPACE) if node.strip else text
         elif node.strict and not text.isspace():
             raise _Fallback  # text that the inferred Features lack: an error, with its line
 
@@ -1168,6 +1224,10 @@ def _attribute_tables(plan: _Plan, source: _Source) -> Iterator[pa.Table]:
                         parser.close()
                     else:
                         parser.feed(data)
+                        # libxml2's namespace errors (an undeclared prefix...) do not stop a
+                        # target parser as they stop the tree path: they are only logged
+                        if parser.feed_error_log.filter_from_errors():
+                            raise _Fallback
                 except (etree.LxmlError, XMLError) as error:
                     raise _Fallback from error
                 rows = target.rows
@@ -1203,16 +1263,41 @@ class _CollectorPause:
             gc.enable()
 
 
-def _table(plan: _Plan, values: list[dict], failure: Callable[[pa.Table], Exception]) -> pa.Table:
+def _table(
+    plan: _Plan, values: list[dict], failure: Callable[[pa.Table | None], Exception]
+) -> pa.Table:
     """A batch of rows (dicts of strings) as a table of the plan's Features; if a value does not
-    cast, raises `failure(table of strings)`."""
-    table = pa.Table.from_struct_array(pa.array(values, type=plan.string_type))
+    cast, raises `failure(table of strings)`, `failure(None)` if a row does not even fit the
+    Features' shape (more items than a fixed-length List holds)."""
+    try:
+        strings = pa.array(values, type=plan.string_type)
+    except (pa.ArrowException, ValueError, TypeError) as error:
+        raise failure(None) from error
+    table = pa.Table.from_struct_array(strings)
     if not plan.cast:
         return table
     try:
         return cast_table_to_features(table, plan.features)
     except (pa.ArrowException, ValueError, TypeError, KeyError) as error:
         raise failure(table) from error
+
+
+def _shape_error(
+    plan: _Plan, values: list[dict], source: str, first: int, lines: list[int]
+) -> XMLError:
+    """The first value in `values` that does not fit the shape of its column, as an error."""
+    for position, row in enumerate(values):
+        for column, value in row.items():
+            try:
+                pa.array([value], type=plan.string_type.field(column).type)
+            except (pa.ArrowException, ValueError, TypeError) as error:
+                return XMLError(
+                    source,
+                    f"column {column!r}: {value!r} does not fit {plan.features[column]}: {error}",
+                    line=lines[position] if position < len(lines) else None,
+                    row=first + position,
+                )
+    return XMLError(source, "the rows do not fit the declared features", row=first)
 
 
 def _cast_error(
