@@ -41,8 +41,11 @@ How a row element becomes a row:
   (`comment` for `{http://www.freedesktop.org/standards/shared-mime-info}comment` in rows of that
   namespace); another namespace gives `prefix:local`, with the prefix that `namespaces=` maps to
   its URI, else `xml` for the XML namespace (`xml:lang`), else the document's own prefix, else
-  `{uri}local`. `attribute_prefix="@"` prefixes attribute names, for documents where an element
-  has an attribute and a child element of the same name (an error otherwise, naming both).
+  `{uri}local`. A namespace has one name per `parse`: the prefix first met for it, even where
+  another part of the document (or another file) binds another prefix to the same URI; give
+  `namespaces=` to choose it. `attribute_prefix="@"` prefixes attribute names, for documents
+  where an element has an attribute and a child element of the same name (an error otherwise,
+  naming both).
 - Rows that lack a column have null there (a missing list is null too, not `[]`). A `row_tag`
   element inside another row is part of that row, not a row of its own.
 - Values stay strings. Text does not say its type, and guessing corrupts data that only looks like
