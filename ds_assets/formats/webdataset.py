@@ -28,14 +28,16 @@ packaged `webdataset` builder:
 - With `decode=True`, the field's last extension picks the feature from `datasets`' own lists
   (jpg, png, ... to Image; wav, flac, ... to Audio; mp4, ... to Video; glb, ply, stl to Mesh;
   txt/text/transcript to string; cls/cls2/index/inx/id to int64). Media are stored as their
-  Arrow storage `{"bytes", "path": "<key>.<field>"}`, never decoded here.
+  Arrow storage `{"bytes", "path": "<key>.<field>"}`, never decoded here (images are checked to
+  open with Pillow, which reads their header; audio, video and meshes are not checked).
 
 Where we differ, and why:
 
 - `__key__` and `__url__` come first.
 - `json`/`jsn` become the `Json` feature (the JSON text, checked to parse, read back as parsed
   values), not a struct inferred from the first samples: filling an inferred struct, pyarrow
-  silently drops keys it did not see and truncates floats to ints.
+  silently drops keys it did not see and truncates floats to ints. The check refuses what would
+  not read back as parsed: NaN, infinities, integers beyond 64 bits and lone surrogates.
 - Only decoders that cannot run code: no pickle, no torch; npy, msgpack and compressed members
   (`x.json.gz`) stay bytes.
 - Features come from the first `INFERENCE_SAMPLES` samples (all fields seen, missing ones null);
@@ -112,7 +114,7 @@ _KEY_AND_FIELD = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
 _METADATA = re.compile(r"__[^/]*__($|/)")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _PARTS = re.compile(r"[/\\]")
-_DRIVE = re.compile(r"[A-Za-z]:")
+_DRIVE = re.compile(r"[A-Za-z]:[/\\]")  # C:\x or C:/x; c:001.txt is a plain POSIX name
 
 _TEXT_EXTENSIONS = {"txt", "text", "transcript"}
 _INT_EXTENSIONS = {"cls", "cls2", "index", "inx", "id"}
@@ -126,7 +128,17 @@ _MEDIA_FEATURES = {
     **{extension: Mesh for extension in MESH_EXTENSIONS},
 }
 _DATA_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError)
-_VALUE_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
+# what tarfile's parsing raises, beyond its own errors, on headers it cannot read (a gzip
+# header cut short, a malformed sparse map, ...): a corrupt shard too
+_PARSE_ERRORS = (ValueError, TypeError, IndexError, KeyError)
+_VALUE_ERRORS = (
+    pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError, RecursionError
+)  # fmt: skip
+# what `datasets`' Json feature reads back exactly (its ujson refuses integers beyond these)
+_JSON_INTEGERS = range(-(2**63), 2**64)
+# reads that find nothing in a row before tarfile is told the data is missing: its streaming
+# mode skips a member by reading up to its declared size, and never stops at the end
+_EMPTY_READS = 64
 
 FeaturesLike = Features | Mapping[str, Any]
 PathsOrUrls = str | os.PathLike | Iterable[str | os.PathLike]
@@ -303,6 +315,26 @@ def _open_shard(url: str, s3_client: Any) -> Iterator[BinaryIO]:
         body.close()
 
 
+class _EndOfData:
+    """A shard's stream that raises `EOFError` once reads keep finding nothing: a member whose
+    header declares more bytes than the shard holds (10**13, say) would otherwise have tarfile
+    read nothing, 10 KiB at a time, for hours."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw, self.empty = raw, 0
+        self.name = getattr(raw, "name", None)
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        if data or size == 0:
+            self.empty = 0
+        else:
+            self.empty += 1
+            if self.empty > _EMPTY_READS:
+                raise EOFError("the shard ends inside a member (its declared size runs past it)")
+        return data
+
+
 class _CheckedTarInfo(tarfile.TarInfo):
     """Remembers why `tarfile` stopped: its streaming mode ends quietly at a missing, truncated or
     damaged header, and only a zero block is a real end of archive."""
@@ -323,6 +355,12 @@ def _tar_members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
     error = getattr(tar, "header_error", None)
     if isinstance(error, tarfile.EmptyHeaderError):
         raise tarfile.ReadError("the shard ends without an end-of-archive marker")
+    if isinstance(error, tarfile.EOFHeaderError) and tar.fileobj is not None:
+        # the end of an archive is two zero blocks; one zero block followed by data is a
+        # damaged header (GNU tar: "A lone zero block"), and ending there would lose the rest
+        following = tar.fileobj.read(tarfile.BLOCKSIZE)
+        if following.strip(b"\0"):
+            raise tarfile.ReadError("a zero block amid members (a damaged member header)")
     if error is not None and not isinstance(error, tarfile.EOFHeaderError):
         raise tarfile.ReadError(f"damaged member header ({error})")
 
@@ -408,13 +446,13 @@ def _shard_samples(
     with _open_shard(url, s3_client) as raw:
         try:
             with tarfile.open(
-                fileobj=raw, mode="r|*", tarinfo=_CheckedTarInfo, encoding="utf-8"
+                fileobj=_EndOfData(raw), mode="r|*", tarinfo=_CheckedTarInfo, encoding="utf-8"
             ) as tar:
                 members = _Members(url, tar, wanted, read, max_member_bytes)
                 yield from _grouped(url, members, position)
         except WebDatasetError:
             raise
-        except _DATA_ERRORS as error:
+        except _DATA_ERRORS + _PARSE_ERRORS as error:
             raise CorruptShardError(_corrupt_message(url, position, error)) from error
         except Exception as error:
             if hasattr(error, "add_note"):  # Python 3.11+
@@ -535,6 +573,8 @@ def _is_media(feature: Any) -> bool:
 
 def _converter(feature: Any) -> Callable[[bytes], Any]:
     """bytes of a member -> the Python value its column holds."""
+    if isinstance(feature, Image):
+        return _image_bytes
     if _is_media(feature):
         return _same
     if isinstance(feature, Json):
@@ -557,24 +597,66 @@ def _same(data: bytes) -> bytes:
     return data
 
 
+def _image_bytes(data: bytes) -> bytes:
+    """The bytes, if Pillow recognizes an image in them: `datasets` decodes an image only when
+    it is read, where a bad one would fail naming no shard or sample. Opening reads the header
+    alone (about 25 µs)."""
+    import PIL.Image
+
+    try:
+        PIL.Image.open(io.BytesIO(data))
+    except (OSError, ValueError, SyntaxError) as error:  # UnidentifiedImageError is an OSError
+        raise ValueError(f"not an image Pillow can open: {error}") from None
+    return data
+
+
 def _utf8(data: bytes) -> str:
     return data.decode("utf-8")
 
 
 def _json_text(data: bytes) -> str:
+    """The JSON text, if `datasets`' Json feature reads it back as what `json` parses: no NaN or
+    infinity, integers within 64 bits, no lone surrogate escapes (those would read back as other
+    values, or fail only when the dataset is read)."""
     text = data.decode("utf-8")
-    json.loads(text)
+    value = json.loads(text, parse_constant=_no_constant, parse_int=_json_int, parse_float=_finite)
+    json.dumps(value, ensure_ascii=False).encode("utf-8")  # UnicodeEncodeError: a lone surrogate
     return text
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_int(text: str) -> int:
+    value = int(text)
+    if value not in _JSON_INTEGERS:
+        raise ValueError(f"integer {text} does not fit 64 bits")
+    return value
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not np.isfinite(value):
+        raise ValueError(f"number {text} overflows a float64")
+    return value
 
 
 def _class_id(feature: ClassLabel, data: bytes) -> int:
     text = data.decode("utf-8").strip()
-    return int(text) if text.lstrip("-").isdigit() else feature.str2int(text)
+    if not text.lstrip("-").isdigit():
+        return feature.str2int(text)
+    class_id = int(text)
+    if not -1 <= class_id < feature.num_classes:
+        raise ValueError(f"class id {class_id} is not in -1..{feature.num_classes - 1}")
+    return class_id
 
 
 def _expected(feature: Any) -> str:
     if isinstance(feature, Json):
-        return "UTF-8 JSON"
+        return "UTF-8 JSON (finite numbers, integers within 64 bits)"
+    if isinstance(feature, Image):
+        return "an image"
     if isinstance(feature, ClassLabel):
         return f"a class id or one of the names {feature.names}"
     if isinstance(feature, Value) and feature.dtype.startswith(("int", "uint")):
