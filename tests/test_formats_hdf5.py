@@ -371,7 +371,7 @@ def test_features_cast_the_columns_and_choose_them(tmp_path):
     assert dataset["label"][:] == [1, 0, 1] and dataset["x"][2] == [4.0, 5.0]
     assert [row["label"] for row in parse(path, streaming=True, features=features)] == [1, 0, 1]
     as_array = Features({"x": Array2D(shape=(1, 2), dtype="float32")})
-    with pytest.raises(ValueError, match=r"f\.h5: dataset '/x' rows 0\.\.2: cannot be cast"):
+    with pytest.raises(ValueError, match=r"f\.h5: dataset '/x' has rows of shape \(2,\), not"):
         parse(path, features=as_array)
     narrow = Features({"label": ClassLabel(names=["cat"])})
     with pytest.raises(ValueError, match=r"dataset '/label' row 0: label 'dog' is not one of"):

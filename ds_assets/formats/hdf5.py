@@ -57,8 +57,12 @@ refused before anything is read (the HDF5 header alone sets the size of what a r
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -273,12 +277,15 @@ def _decode(array: pa.Array) -> pa.Array:
 
 def _vlen_sequence(dtype: np.dtype) -> _Mapping:
     inner = _map(dtype, ())
+    relabel = dtype.byteorder == ">" and _big_endian_vlen_unconverted()
 
     def convert(values: np.ndarray) -> pa.Array:
         lengths = np.fromiter((len(value) for value in values), dtype=np.int64, count=len(values))
         offsets = np.zeros(len(values) + 1, dtype=np.int32)
         np.cumsum(lengths, out=offsets[1:])
         flat = np.concatenate(values) if offsets[-1] else np.empty(0, dtype=dtype)
+        if relabel:  # the big-endian bytes as they are, under the dtype that says so
+            flat = flat.view(dtype)
         try:
             items = inner.convert(flat)
         except _BadValue as error:
@@ -287,6 +294,18 @@ def _vlen_sequence(dtype: np.dtype) -> _Mapping:
         return pa.ListArray.from_arrays(pa.array(offsets), items)
 
     return _Mapping(List(inner.feature), convert)
+
+
+@functools.cache
+def _big_endian_vlen_unconverted() -> bool:
+    """Whether h5py hands back the items of a big-endian variable-length sequence with their
+    bytes unconverted under a native dtype (h5py 3.16 does: 1 reads as 16777216). Found out
+    once per process, on a file in memory, so that a fixed h5py is not "fixed" twice."""
+    with h5py.File(io.BytesIO(), "w") as file:
+        probe = file.create_dataset("probe", (1,), dtype=h5py.vlen_dtype(">i4"))
+        probe[0] = np.array([1], dtype=">i4")
+        item = probe[0]
+    return item.dtype.byteorder != ">" and int(item[0]) != 1
 
 
 def _enum(dtype: np.dtype, names: dict[str, int]) -> _Mapping:
@@ -397,8 +416,20 @@ def _arrow_type(feature: Any) -> pa.DataType:
     return Features({"column": feature}).type.field("column").type
 
 
-def _cast(array: pa.Array, feature: Any, target: pa.DataType) -> pa.Array:
-    """`array` as `target`, the Arrow type of `feature` (given by `features=`)."""
+def _cast(array: pa.Array, feature: Any, target: pa.DataType, source: Any = None) -> pa.Array:
+    """`array`, of Feature `source`, as `target`, the Arrow type of `feature` (given by
+    `features=`). Enum classes keep their names: they are matched by name, not by number."""
+    if isinstance(source, ClassLabel) and source != feature:
+        if isinstance(feature, ClassLabel):
+            return _relabeled(array, source, feature)
+        if feature in (Value("string"), Value("large_string")):
+            return pc.take(pa.array(source.names, target), array)
+    if isinstance(feature, ClassLabel) and pa.types.is_integer(array.type):
+        values = array.to_numpy(zero_copy_only=False)
+        outside = (values < -1) | (values >= feature.num_classes)
+        if outside.any():
+            index = int(np.argmax(outside))
+            raise _BadValue(index, f"class {values[index]} is not in -1..{feature.num_classes - 1}")
     if array.type == target:
         return array
     if isinstance(feature, ClassLabel) and pa.types.is_string(array.type):
@@ -412,6 +443,18 @@ def _cast(array: pa.Array, feature: Any, target: pa.DataType) -> pa.Array:
     if isinstance(target, pa.ExtensionType):
         return pa.ExtensionArray.from_storage(target, array.cast(target.storage_type))
     return array.cast(target)
+
+
+def _relabeled(array: pa.Array, source: ClassLabel, feature: ClassLabel) -> pa.Array:
+    missing = [name for name in source.names if name not in feature.names]
+    if missing:
+        raise _Relabel(f"its enum names {missing} are not among the ClassLabel's {feature.names}")
+    positions = np.array([feature.names.index(name) for name in source.names], dtype=np.int64)
+    return pa.array(positions[array.to_numpy(zero_copy_only=False)])
+
+
+class _Relabel(ValueError):
+    """Enum names that a declared ClassLabel lacks; the caller adds the file and dataset."""
 
 
 # ── Choosing the columns ────────────────────────────────────────────────────────────────────
@@ -461,7 +504,7 @@ def _plan(
     allow_external: bool,
 ) -> _Plan:
     """Columns, Features and batch size from the first file; the other files must agree."""
-    with _open(paths[0]) as file:
+    with _open(paths[0]) as file, _damaged(paths[0]):
         root = _root(paths[0], file, group, allow_external)
         selection = _selection(paths[0], root, datasets, features, allow_external)
         columns = _columns(paths[0], root, selection, features, allow_external)
@@ -471,7 +514,7 @@ def _plan(
             _check_keys(paths[0], tree, features)
         batch_rows, cache_bytes = _batch_rows(paths[0], columns)
     for other in paths[1:]:
-        with _open(other) as file:
+        with _open(other) as file, _damaged(other):
             root = _root(other, file, group, allow_external)
             if datasets is None and features is None:
                 own = _selection(other, root, None, None, allow_external)
@@ -480,6 +523,16 @@ def _plan(
             if features is None:
                 _check_same_features(paths[0], columns, other, others)
     return _Plan(selection, features or inferred, batch_rows, cache_bytes)
+
+
+@contextlib.contextmanager
+def _damaged(path: str) -> Iterator[None]:
+    """h5py's errors on a damaged file (a B-tree or heap signature, a filter failing on the
+    first chunk) as a `ValueError` naming the file."""
+    try:
+        yield
+    except (RuntimeError, OSError) as error:
+        raise ValueError(f"{path}: damaged HDF5 file ({error})") from error
 
 
 def _root(path: str, file: h5py.File, group: str, allow_external: bool) -> h5py.Group:
@@ -528,19 +581,32 @@ def _refuse_external(path: str, name: str, allow_external: bool, link: Any) -> N
 
 
 def _walk(
-    path: str, group: h5py.Group, prefix: str, allow_external: bool, seen: set
+    path: str, group: h5py.Group, prefix: str, allow_external: bool, seen: dict
 ) -> Iterator[tuple[str, h5py.Dataset]]:
-    """(relative path, dataset) of every dataset under `group`, each object once."""
+    """(relative path, dataset) of every dataset under `group`, each object once (`seen` maps
+    the objects met to their names)."""
     for name in group:
         link = group.get(name, getlink=True)
         if isinstance(link, h5py.SoftLink):
             continue
+        full = f"{group.name.rstrip('/')}/{name}"
         if isinstance(link, h5py.ExternalLink):
-            _refuse_external(path, f"{group.name.rstrip('/')}/{name}", allow_external, link)
+            _refuse_external(path, full, allow_external, link)
         item = group.get(name)
-        if item is None or item.id in seen:
+        if item is None:
+            raise ValueError(
+                f"{path}: '{full}' is a broken link (to {getattr(link, 'filename', '')}:"
+                f"{getattr(link, 'path', '')}); leave it out with datasets=[...]"
+            )
+        if item.id in seen:
+            if isinstance(item, h5py.Dataset):
+                warnings.warn(
+                    f"{path}: '{full}' is another name (a hard link) of '{seen[item.id]}', "
+                    "which is read as a column once, under that name",
+                    stacklevel=2,
+                )
             continue
-        seen.add(item.id)
+        seen[item.id] = full
         if isinstance(item, h5py.Group):
             yield from _walk(path, item, f"{prefix}{name}/", allow_external, seen)
         elif isinstance(item, h5py.Dataset):
@@ -558,7 +624,7 @@ def _selection(
     if datasets is None and features is not None:
         return _nonempty(path, root, _from_features(path, root, features, "", allow_external))
     if datasets is None:
-        walked = _walk(path, root, "", allow_external, set())
+        walked = _walk(path, root, "", allow_external, {})
         # scalar and empty-dataspace datasets have no rows
         return _nonempty(path, root, [name for name, dataset in walked if dataset.shape])
     chosen: dict[str, None] = {}
@@ -567,7 +633,7 @@ def _selection(
         item = _find(path, root, name, allow_external)
         if isinstance(item, h5py.Group):
             prefix = f"{name}/"
-            walked = _walk(path, item, "", allow_external, set())
+            walked = _walk(path, item, "", allow_external, {})
             under = [prefix + rel for rel, dataset in walked if dataset.shape]
             chosen.update(dict.fromkeys(under))
         else:
@@ -647,6 +713,12 @@ def _columns(
             raise ValueError(
                 f"{path}: dataset '{full}' {error}; leave it out with datasets=[...]"
             ) from None
+        shape = getattr(target, "shape", None)
+        if shape is not None and tuple(shape) != tuple(dataset.shape[1:]):
+            raise ValueError(
+                f"{path}: dataset '{full}' has rows of shape {tuple(dataset.shape[1:])}, not "
+                f"{tuple(shape)} as features= declares ({target}); an array is not reshaped"
+            )
         columns.append(_Column(name, full, dataset, mapping))
     _check_row_counts(path, columns)
     return columns
@@ -822,9 +894,10 @@ def _tables(
     targets = {name: (feature, _arrow_type(feature)) for name, feature in leaves.items()}
     for path in paths:
         with _open(path, cache_bytes) as file:
-            root = _root(path, file, group, allow_external)
-            override = features if overridden else None
-            columns = _columns(path, root, selection, override, allow_external)
+            with _damaged(path):
+                root = _root(path, file, group, allow_external)
+                override = features if overridden else None
+                columns = _columns(path, root, selection, override, allow_external)
             if not overridden:
                 _check_agrees(path, columns, leaves)
             rows = columns[0].dataset.shape[0]
@@ -856,12 +929,14 @@ def _read(
             f"{path}: dataset '{column.name}' rows {start}..{stop - 1}: cannot be read ({error})"
         ) from error
     try:
-        return _cast(column.mapping.convert(values), feature, target)
+        return _cast(column.mapping.convert(values), feature, target, column.mapping.feature)
     except _BadValue as error:
         raise ValueError(
             f"{path}: dataset '{column.name}' row {start + error.index}: {error.message}"
         ) from None
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+    except _Relabel as error:
+        raise ValueError(f"{path}: dataset '{column.name}': {error}") from None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
         raise ValueError(
             f"{path}: dataset '{column.name}' rows {start}..{stop - 1}: cannot be cast to "
             f"{feature} ({error})"

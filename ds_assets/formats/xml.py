@@ -364,7 +364,6 @@ class _Input:
             )
         return data
 
-
     def _read(self, size: int) -> bytes:
         try:
             data = self.stream.read(size)
@@ -561,6 +560,7 @@ _ATTRIBUTE = _Node(strict=True, leaf=True)
 class _AttributeList(list):
     """The list an attribute fills for a declared List column: a child element of the same
     name then is an error (both fill the column), not one more item."""
+
 
 _UNSET: Any = object()
 _UNKNOWN: Any = object()

@@ -1,0 +1,122 @@
+"""The HDF5 reader on files that probing found mishandled: each is read with its true values,
+or refused with a `ValueError` naming the file and dataset, never silently changed, reshaped or
+dropped, and never a bare h5py or pyarrow exception."""
+
+import warnings
+
+import h5py
+import numpy as np
+import pytest
+from datasets import Array2D, ClassLabel, Features, List, Value
+
+from ds_assets.formats.hdf5 import parse
+
+
+def both(path, **options) -> list[list[dict]]:
+    """The rows map-style and streamed (the two must agree)."""
+    return [parse(path, **options).to_list(), list(parse(path, streaming=True, **options))]
+
+
+def test_big_endian_variable_length_sequences_keep_their_values(tmp_path):
+    path = tmp_path / "big.h5"
+    with h5py.File(path, "w") as file:
+        floats = file.create_dataset("f", (2,), dtype=h5py.vlen_dtype(">f8"))
+        floats[0], floats[1] = np.array([1.5], ">f8"), np.array([-2.25, 1e300], ">f8")
+        ints = file.create_dataset("i", (2,), dtype=h5py.vlen_dtype(">i4"))
+        ints[0], ints[1] = np.array([1, 256], ">i4"), np.array([], ">i4")
+        pair = np.dtype([("a", h5py.vlen_dtype(">i2")), ("b", "<i4")])
+        compound = file.create_dataset("c", (2,), dtype=pair)
+        compound[0], compound[1] = (np.array([1, -2], ">i2"), 7), (np.array([3], ">i2"), 8)
+    for rows in both(path):
+        assert rows == [
+            {"c": {"a": [1, -2], "b": 7}, "f": [1.5], "i": [1, 256]},
+            {"c": {"a": [3], "b": 8}, "f": [-2.25, 1e300], "i": []},
+        ]
+
+
+def enum_file(path, names: dict[str, int]) -> str:
+    with h5py.File(path, "w") as file:
+        kind = h5py.enum_dtype(names, basetype="i1")
+        file.create_dataset("e", data=np.array([0, 1], "i1"), dtype=kind)
+    return str(path)
+
+
+def test_a_declared_class_label_keeps_each_files_enum_names(tmp_path):
+    first = enum_file(tmp_path / "1.h5", {"A": 0, "B": 1})
+    second = enum_file(tmp_path / "2.h5", {"B": 0, "A": 1})  # the same names, numbered apart
+    features = Features({"e": ClassLabel(names=["A", "B"])})
+    for rows in both([first, second], features=features):
+        assert [row["e"] for row in rows] == [0, 1, 1, 0]  # A, B, then B, A
+    named = parse(first, features=Features({"e": Value("string")}))
+    assert named["e"] == ["A", "B"]
+    with pytest.raises(ValueError, match=r"1\.h5: dataset '/e': its enum names \['B'\] are not"):
+        parse(first, features=Features({"e": ClassLabel(names=["X", "A"])}))
+
+
+def test_integers_declared_as_class_labels_must_be_classes(tmp_path):
+    path = tmp_path / "labels.h5"
+    with h5py.File(path, "w") as file:
+        file["label"] = np.array([0, 1, -1, 5])
+    with pytest.raises(ValueError, match=r"dataset '/label' row 3: class 5 is not in -1\.\.1"):
+        parse(path, features=Features({"label": ClassLabel(names=["a", "b"])}))
+
+
+def test_a_declared_array_shape_other_than_the_rows_is_refused_not_reshaped(tmp_path):
+    path = tmp_path / "m.h5"
+    with h5py.File(path, "w") as file:
+        file["m"] = np.arange(12, dtype="f4").reshape(3, 2, 2)
+        file["v"] = np.arange(9, dtype="f4").reshape(3, 3)
+    wrong = Features({"m": Array2D(shape=(1, 4), dtype="float32")})
+    with pytest.raises(ValueError, match=r"'/m' has rows of shape \(2, 2\), not \(1, 4\)"):
+        parse(path, features=wrong)
+    short = Features({"v": List(Value("float32"), length=4)})
+    with pytest.raises(ValueError, match=r"dataset '/v' rows 0\.\.2: cannot be cast to List"):
+        parse(path, features=short)
+    right = Features({"m": Array2D(shape=(2, 2), dtype="float32")})
+    for rows in both(path, features=right):
+        assert rows[0] == {"m": [[0.0, 1.0], [2.0, 3.0]]}
+
+
+def damage(path, signature: bytes, occurrence: int = 0) -> None:
+    """Overwrite the `occurrence`-th HDF5 structure signature in the file (a damaged file)."""
+    data = bytearray(path.read_bytes())
+    index = -1
+    for _ in range(occurrence + 1):
+        index = data.index(signature, index + 1)
+    data[index : index + len(signature)] = b"XXXX"
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_heap_or_group_is_an_error_naming_the_file(tmp_path):
+    heap = tmp_path / "heap.h5"
+    with h5py.File(heap, "w") as file:
+        file.create_dataset("s", data=["abc", "de"], dtype=h5py.string_dtype())
+    damage(heap, b"GCOL")
+    with pytest.raises(ValueError, match=r"heap\.h5: damaged HDF5 file \(.*global heap"):
+        parse(heap)
+    tree = tmp_path / "tree.h5"
+    with h5py.File(tree, "w") as file:
+        file["g/x"] = np.arange(5)
+    damage(tree, b"TREE", occurrence=1)
+    for options in ({}, {"datasets": ["g/x"]}):
+        with pytest.raises(ValueError, match=r"tree\.h5: damaged HDF5 file \(.*B-tree"):
+            parse(tree, **options)
+
+
+def test_a_second_name_of_a_dataset_is_said_and_a_broken_link_refused(tmp_path):
+    aliased = tmp_path / "alias.h5"
+    with h5py.File(aliased, "w") as file:
+        file["x"] = np.arange(3)
+        file["g/alias"] = file["x"]  # a hard link: one dataset, two names
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        features = parse(aliased).features
+    assert list(features) == ["g"]
+    assert any("'/x' is another name (a hard link) of '/g/alias'" in str(w.message) for w in caught)
+    broken = tmp_path / "broken.h5"
+    with h5py.File(broken, "w") as file:
+        file["x"] = np.arange(3)
+        file["y"] = h5py.ExternalLink(str(tmp_path / "missing.h5"), "/y")
+    with pytest.raises(ValueError, match=r"'/y' is a broken link .*missing\.h5:/y"):
+        parse(broken, allow_external=True)
+    assert parse(broken, datasets=["x"])["x"] == [0, 1, 2]
