@@ -2,6 +2,10 @@
 or refused with a `ValueError` naming the file and dataset, never silently changed, reshaped or
 dropped, and never a bare h5py or pyarrow exception."""
 
+import json
+import os
+import subprocess
+import sys
 import warnings
 
 import h5py
@@ -10,6 +14,8 @@ import pytest
 from datasets import Array2D, ClassLabel, Features, List, Value
 
 from ds_assets.formats.hdf5 import parse
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def both(path, **options) -> list[list[dict]]:
@@ -120,3 +126,40 @@ def test_a_second_name_of_a_dataset_is_said_and_a_broken_link_refused(tmp_path):
     with pytest.raises(ValueError, match=r"'/y' is a broken link .*missing\.h5:/y"):
         parse(broken, allow_external=True)
     assert parse(broken, datasets=["x"])["x"] == [0, 1, 2]
+
+
+GROWTH_PROBE = """
+import json, sys
+import psutil
+import pyarrow.compute as pc
+from ds_assets.formats.hdf5 import parse
+
+baseline = psutil.Process().memory_info().rss
+rows = items = 0
+for batch in parse(sys.argv[1], streaming=True).with_format("arrow").iter(batch_size=50):
+    rows += batch.num_rows
+    items += pc.sum(pc.list_value_length(batch.column("audio"))).as_py()
+with open("/proc/self/status") as status:
+    peak = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+print(json.dumps({"rows": rows, "items": items, "growth_mb": (peak - baseline) / 2**20}))
+"""
+
+
+def test_sequences_growing_along_the_file_are_read_in_bounded_batches(tmp_path):
+    # sorted by length, as audio clips often are: the batch size the first rows suggest
+    # (about 320 rows) would make the last batches 240 MB of values, several times that in RAM
+    path = tmp_path / "clips.h5"
+    rows, step = 1_000, 800
+    with h5py.File(path, "w") as file:
+        clips = file.create_dataset("audio", (rows,), dtype=h5py.vlen_dtype("u1"))
+        for row in range(rows):
+            clips[row] = np.full((row + 1) * step, row % 251, dtype="u1")
+    out = subprocess.run(
+        [sys.executable, "-c", GROWTH_PROBE, str(path)],
+        capture_output=True, text=True, cwd=ROOT, check=False,
+        env=dict(os.environ, PYTHONPATH=ROOT),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["rows"] == rows and report["items"] == step * rows * (rows + 1) // 2
+    assert report["growth_mb"] < 300, report

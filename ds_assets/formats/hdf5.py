@@ -111,7 +111,8 @@ def parse(
     `datasets`: the HDF5 datasets or groups to read (paths under `group`), default all that
     have rows; `features`: Features to cast the columns to (and, without `datasets`, the
     columns to read); `batch_rows`: rows read at once, default about 32 MB of rows (as Arrow
-    arrays) in whole HDF5 chunks; `group`: the group read as the root; `allow_external`:
+    arrays) in whole HDF5 chunks, fewer where variable-length values outgrow the first rows';
+    `group`: the group read as the root; `allow_external`:
     follow external links, external storage and virtual datasets (only for trusted files).
 
     >>> import os, tempfile, h5py, numpy as np
@@ -140,6 +141,7 @@ def parse(
         "features": plan.features,
         "overridden": features is not None,
         "batch_rows": batch_rows or plan.batch_rows,
+        "fixed_rows": batch_rows is not None,
         "group": group,
         "allow_external": allow_external,
         "cache_bytes": plan.cache_bytes,
@@ -281,6 +283,8 @@ def _vlen_sequence(dtype: np.dtype) -> _Mapping:
 
     def convert(values: np.ndarray) -> pa.Array:
         lengths = np.fromiter((len(value) for value in values), dtype=np.int64, count=len(values))
+        if lengths.sum() >= 2**31:  # a List's 32-bit offsets would wrap around
+            raise _BadValue(0, "more than 2**31 items in one batch: pass a smaller batch_rows")
         offsets = np.zeros(len(values) + 1, dtype=np.int32)
         np.cumsum(lengths, out=offsets[1:])
         flat = np.concatenate(values) if offsets[-1] else np.empty(0, dtype=dtype)
@@ -888,7 +892,10 @@ def _tables(
     group: str,
     allow_external: bool,
     cache_bytes: int,
+    fixed_rows: bool = False,
 ) -> Iterator[pa.Table]:
+    """The files' rows, `batch_rows` at a time (fewer where variable-length values make them
+    bigger than about TARGET_BATCH_BYTES, unless the caller gave `batch_rows`: `fixed_rows`)."""
     tree = _tree(selection)
     leaves = {name: _nested(features, name) for name in selection}
     targets = {name: (feature, _arrow_type(feature)) for name, feature in leaves.items()}
@@ -901,13 +908,63 @@ def _tables(
             if not overridden:
                 _check_agrees(path, columns, leaves)
             rows = columns[0].dataset.shape[0]
-            for start in range(0, rows, batch_rows):
+            variable = [column for column in columns if column.dataset.dtype.hasobject]
+            start, row_bytes = 0, 1
+            while start < rows:
                 stop = min(start + batch_rows, rows)
+                read: dict[str, np.ndarray] = {}
+                if variable and not fixed_rows:
+                    stop, read, row_bytes = _bounded_read(path, variable, start, stop, row_bytes)
                 arrays = {
-                    column.path: _read(path, column, start, stop, *targets[column.path])
+                    column.path: _read(
+                        path, column, start, stop, *targets[column.path], read.get(column.path)
+                    )
                     for column in columns
                 }
                 yield _table(tree, arrays)
+                start = stop
+
+
+def _bounded_read(
+    path: str, columns: list[_Column], start: int, stop: int, row_bytes: int
+) -> tuple[int, dict[str, np.ndarray], int]:
+    """The variable-length columns' values from row `start` on, the row where the batch ends
+    (at `stop`, or sooner once about TARGET_BATCH_BYTES are read), and the bytes a row took in
+    the last slice read (`row_bytes`: in the previous batch's, 1 at first).
+
+    The batch size measured on a file's first rows says nothing of later ones (a file sorted
+    by length has short sequences first, long ones later), and HDF5 tells a variable-length
+    value's size only by reading it. So these columns are read in slices: the first of
+    SAMPLE_ROWS rows, each next one at most twice as many rows, and no more than the previous
+    slice's rows, at their size, leave room for. Row sizes that grow gradually keep batches
+    near the target; a jump from tiny to huge rows costs at most one slice of huge rows."""
+    parts: dict[str, list[np.ndarray]] = {column.path: [] for column in columns}
+    position, used, limit = start, 0, SAMPLE_ROWS
+    while position < stop and used < TARGET_BATCH_BYTES:
+        rows = max(1, min(limit, (TARGET_BATCH_BYTES - used) // row_bytes))
+        end = min(position + rows, stop)
+        read = 0
+        for column in columns:
+            values = _values(path, column, position, end)
+            parts[column.path].append(values)
+            read += _nbytes(values)
+        used += read
+        row_bytes, limit = max(1, read // (end - position)), 2 * rows
+        position = end
+    return position, {name: np.concatenate(values) for name, values in parts.items()}, row_bytes
+
+
+def _nbytes(values: np.ndarray) -> int:
+    """Bytes of a batch of HDF5 values, the variable-length ones (h5py's objects) included."""
+    if values.dtype.names:
+        objects = [name for name in values.dtype.names if values.dtype[name].hasobject]
+        return values.nbytes + sum(_nbytes(values[name]) for name in objects)
+    if not values.dtype.hasobject or not values.size:
+        return values.nbytes
+    items = values.flat
+    first = values.flat[0]
+    # strings, bytes or 1-d arrays of one dtype: their lengths, in items of that size
+    return sum(map(len, items)) * (first.itemsize if isinstance(first, np.ndarray) else 1)
 
 
 def _check_agrees(path: str, columns: list[_Column], leaves: dict[str, Any]) -> None:
@@ -919,15 +976,27 @@ def _check_agrees(path: str, columns: list[_Column], leaves: dict[str, Any]) -> 
             )
 
 
-def _read(
-    path: str, column: _Column, start: int, stop: int, feature: Any, target: pa.DataType
-) -> pa.Array:
+def _values(path: str, column: _Column, start: int, stop: int) -> np.ndarray:
     try:
-        values = column.dataset[start:stop]
+        return column.dataset[start:stop]
     except OSError as error:
         raise ValueError(
             f"{path}: dataset '{column.name}' rows {start}..{stop - 1}: cannot be read ({error})"
         ) from error
+
+
+def _read(
+    path: str,
+    column: _Column,
+    start: int,
+    stop: int,
+    feature: Any,
+    target: pa.DataType,
+    values: np.ndarray | None = None,
+) -> pa.Array:
+    """Rows `start`..`stop` of the column as Arrow (`values`: those rows, read already)."""
+    if values is None:
+        values = _values(path, column, start, stop)
     try:
         return _cast(column.mapping.convert(values), feature, target, column.mapping.feature)
     except _BadValue as error:
