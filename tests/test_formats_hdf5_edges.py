@@ -163,3 +163,16 @@ def test_sequences_growing_along_the_file_are_read_in_bounded_batches(tmp_path):
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["rows"] == rows and report["items"] == step * rows * (rows + 1) // 2
     assert report["growth_mb"] < 300, report
+
+
+def test_names_that_flatten_alike_are_warned_of_and_an_empty_group_named(tmp_path):
+    path = tmp_path / "names.h5"
+    with h5py.File(path, "w") as file:
+        file["a/b"] = np.arange(3)
+        file["a.b"] = np.arange(3) * 10
+        file.create_group("empty")
+    with pytest.warns(UserWarning, match=r"'a/b' and 'a\.b' both become column 'a\.b'"):
+        dataset = parse(path)
+    assert dataset[1] == {"a": {"b": 1}, "a.b": 10}
+    with pytest.raises(ValueError, match=r"group '/empty' holds no HDF5 dataset with rows"):
+        parse(path, datasets=["empty"])

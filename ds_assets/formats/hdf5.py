@@ -513,6 +513,7 @@ def _plan(
         selection = _selection(paths[0], root, datasets, features, allow_external)
         columns = _columns(paths[0], root, selection, features, allow_external)
         tree = _tree(selection)
+        _warn_flat_clashes(paths[0], selection)
         inferred = _features(tree, columns)
         if features is not None:
             _check_keys(paths[0], tree, features)
@@ -639,6 +640,8 @@ def _selection(
             prefix = f"{name}/"
             walked = _walk(path, item, "", allow_external, {})
             under = [prefix + rel for rel, dataset in walked if dataset.shape]
+            if not under:
+                raise ValueError(f"{path}: group '{item.name}' holds no HDF5 dataset with rows")
             chosen.update(dict.fromkeys(under))
         else:
             chosen[name] = None
@@ -771,6 +774,20 @@ def _check_row_counts(path: str, columns: list[_Column]) -> None:
             f"{path}: the datasets do not share one row count (first dimension): {listing}. "
             "Choose datasets with the same row count with datasets=[...]"
         )
+
+
+def _warn_flat_clashes(path: str, selection: list[str]) -> None:
+    """Warn of columns that `Dataset.flatten()` would give one name: `a/b` (field `b` of
+    column `a`) and a dataset named `a.b`."""
+    flat: dict[str, str] = {}
+    for name in selection:
+        other = flat.setdefault(name.replace("/", "."), name)
+        if other != name:
+            warnings.warn(
+                f"{path}: datasets '{other}' and '{name}' both become column "
+                f"'{name.replace('/', '.')}' in Dataset.flatten(); select one with datasets=",
+                stacklevel=3,
+            )
 
 
 def _tree(selection: list[str]) -> dict:
