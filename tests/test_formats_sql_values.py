@@ -220,3 +220,21 @@ def test_a_value_the_driver_cannot_convert_names_the_rows(postgresql):
         message = str(caught.value)
         assert f"table '{table}' at postgresql" in message and "rows 1 to 1" in message
         assert "year 294276 is out of range" in message and "cast the column" in message
+
+
+def test_json_that_would_not_read_back_as_parsed_names_the_column_and_row(postgresql):
+    with scratch_table(
+        postgresql, "id int, doc jsonb", "(1, '{\"n\": 18446744073709551615}'), (2, '[1.5, 2]')"
+    ) as table:
+        exact = sql.from_table(postgresql, table, order_by="id")
+        assert exact["doc"] == [{"n": 2**64 - 1}, [1.5, 2]]
+        with postgresql.begin() as connection:
+            connection.execute(
+                sa.text(f"INSERT INTO {table} VALUES (3, '[12345678901234567890123]')")
+            )
+        for read in (
+            sql.from_table,
+            lambda engine, name: sql.from_query(engine, f"SELECT * FROM {name}"),
+        ):
+            with pytest.raises(ValueError, match=r"column 'doc', row 2: .*does not fit 64 bits"):
+                read(postgresql, table)

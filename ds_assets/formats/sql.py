@@ -49,7 +49,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import decimal
-import json
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -64,6 +63,7 @@ from datasets.features.features import encode_nested_example, require_storage_ca
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Connection, CursorResult, Engine
 
+from ds_assets.formats import json_text
 from ds_assets.formats.output import to_dataset
 
 __all__ = [
@@ -455,10 +455,6 @@ def _between(relation: sa.TableClause, types: Mapping[str, Any], between: Any, l
 # -- types -> features -------------------------------------------------------------------------
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 def _feature_of_type(kind: Any, dialect: str) -> tuple[Any, Prepare | None, Any]:
     """(feature or None to infer it from values, preparation of each non-NULL value, feature
     to use when inference sees only NULLs) of a SQLAlchemy column type."""
@@ -470,7 +466,7 @@ def _feature_of_type(kind: Any, dialect: str) -> tuple[Any, Prepare | None, Any]
             return None, None, None
         return List(item), prepare and _list_coercion(prepare), None
     if isinstance(kind, sa.JSON):
-        return Json(), _dumps, None
+        return Json(), json_text.dumps, None
     if isinstance(kind, sa.Boolean):
         return Value("bool"), None, None
     if isinstance(kind, sa.Integer):
@@ -664,9 +660,9 @@ def _infer(values: Sequence[Any], fallback: Any) -> tuple[Any, Prepare | None]:
         try:
             inferred = pa.array(present).type
         except (pa.ArrowException, TypeError, ValueError):
-            return Json(), _dumps
+            return Json(), json_text.dumps
         if _has_struct(inferred):
-            return Json(), _dumps  # objects' keys vary from row to row: keep them as JSON
+            return Json(), json_text.dumps  # objects' keys vary from row to row: keep them as JSON
         return Features.from_arrow_schema(pa.schema({"x": inferred}))["x"], None
     try:
         inferred = pa.array(present).type

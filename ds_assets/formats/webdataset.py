@@ -89,6 +89,7 @@ from datasets.packaged_modules.webdataset.webdataset import (
 )
 from datasets.table import cast_array_to_feature
 
+from ds_assets.formats import json_text
 from ds_assets.formats.output import to_dataset
 
 __all__ = [
@@ -134,8 +135,6 @@ _PARSE_ERRORS = (ValueError, TypeError, IndexError, KeyError)
 _VALUE_ERRORS = (
     pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError, RecursionError
 )  # fmt: skip
-# what `datasets`' Json feature reads back exactly (its ujson refuses integers beyond these)
-_JSON_INTEGERS = range(-(2**63), 2**64)
 # reads that find nothing in a row before tarfile is told the data is missing: its streaming
 # mode skips a member by reading up to its declared size, and never stops at the end
 _EMPTY_READS = 64
@@ -615,31 +614,7 @@ def _utf8(data: bytes) -> str:
 
 
 def _json_text(data: bytes) -> str:
-    """The JSON text, if `datasets`' Json feature reads it back as what `json` parses: no NaN or
-    infinity, integers within 64 bits, no lone surrogate escapes (those would read back as other
-    values, or fail only when the dataset is read)."""
-    text = data.decode("utf-8")
-    value = json.loads(text, parse_constant=_no_constant, parse_int=_json_int, parse_float=_finite)
-    json.dumps(value, ensure_ascii=False).encode("utf-8")  # UnicodeEncodeError: a lone surrogate
-    return text
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _json_int(text: str) -> int:
-    value = int(text)
-    if value not in _JSON_INTEGERS:
-        raise ValueError(f"integer {text} does not fit 64 bits")
-    return value
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not np.isfinite(value):
-        raise ValueError(f"number {text} overflows a float64")
-    return value
+    return json_text.checked(data.decode("utf-8"))
 
 
 def _class_id(feature: ClassLabel, data: bytes) -> int:
