@@ -17,6 +17,8 @@ def partition_path(partition_key: str) -> tuple[str, ...]:
 
     >>> partition_path("2024-01-01")
     ('2024-01-01',)
+    >>> partition_path("report~1.xml")
+    ('report%7E1.xml',)
     >>> partition_path("../../etc")
     ('%2E.%2F..%2Fetc',)
     """
@@ -27,7 +29,8 @@ def partition_path(partition_key: str) -> tuple[str, ...]:
 
 
 def _encode(part: str) -> str:
-    encoded = quote(part, safe=_SAFE + ".")
+    # quote leaves "~" as it is (an unreserved URL character), which store keys do not allow
+    encoded = quote(part, safe=_SAFE + ".").replace("~", "%7E")
     if not encoded or encoded.startswith("."):
         encoded = "%2E" + encoded[1:] if encoded else "%00"
     return encoded

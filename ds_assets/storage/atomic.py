@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import os
 import shutil
 import sys
@@ -58,8 +59,13 @@ def exchange(new_path: str, final_path: str) -> str | None:
     The old version (if any) ends at a hidden sibling that the caller deletes when convenient.
     """
     if not os.path.lexists(final_path):
-        os.rename(new_path, final_path)
-        return None
+        try:
+            os.rename(new_path, final_path)
+            return None
+        except OSError as error:
+            # another writer's first save landed in between: exchange with it instead
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
     if _renameat2 is not None:
         result = _renameat2(
             _AT_FDCWD, os.fsencode(new_path), _AT_FDCWD, os.fsencode(final_path), _RENAME_EXCHANGE
@@ -95,10 +101,10 @@ def atomic_directory(final_path: str) -> Iterator[str]:
     os.mkdir(temp)
     try:
         yield temp
+        old = exchange(temp, final_path)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
-    old = exchange(temp, final_path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 

@@ -20,6 +20,7 @@ from ds_assets.storage.layout import (
     INDEX,
     ITERABLE_DATASET,
     ITERABLE_DATASET_DICT,
+    LAYOUT_FILES,
     Manifest,
     check_path_part,
     new_version,
@@ -296,4 +297,7 @@ class DatasetStore(ABC):
     def check_key(key: Sequence[str]) -> tuple[str, ...]:
         if isinstance(key, str) or not key:
             raise ValueError(f"a store key is a non-empty sequence of path parts, got {key!r}")
+        for part in key:
+            if part in LAYOUT_FILES:
+                raise ValueError(f"store key {key!r}: {part!r} is the name of a layout file")
         return tuple(check_path_part(part) for part in key)

@@ -30,6 +30,7 @@ INFO_FILE = "dataset_info.json"
 DICT_FILE = "dataset_dict.json"
 MANIFEST_FILE = "ds_assets.json"
 MANIFEST_FORMAT = 1
+LAYOUT_FILES = (STATE_FILE, INFO_FILE, DICT_FILE, MANIFEST_FILE)
 DEFAULT_MAX_SHARD_SIZE = "500MB"
 
 # What was stored; an unannotated input loads the same kind back.
@@ -94,6 +95,31 @@ def check_path_part(part: str) -> str:
             "not starting with a dot"
         )
     return part
+
+
+def check_split_name(name: str) -> str:
+    """Return split name `name` if it can be a split's folder, else raise naming it.
+
+    A split is stored in a folder of its name, as `datasets.save_to_disk` does: the name must
+    be a safe path component (see `check_path_part`) and not one of the dict folder's own files.
+
+    >>> check_split_name("train")
+    'train'
+    >>> check_split_name("../victim")
+    Traceback (most recent call last):
+    ...
+    ValueError: split name '../victim' cannot be a folder name: expected letters, digits and \
+_.=@+,%- not starting with a dot
+    """
+    if name in LAYOUT_FILES:
+        raise ValueError(f"split name {name!r} is the name of a layout file")
+    try:
+        return check_path_part(name)
+    except ValueError:
+        raise ValueError(
+            f"split name {name!r} cannot be a folder name: expected letters, digits and "
+            "_.=@+,%- not starting with a dot"
+        ) from None
 
 
 def new_version() -> str:

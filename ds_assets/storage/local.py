@@ -32,6 +32,9 @@ from ds_assets.storage.reader import (
 from ds_assets.storage.save import SaveResult, write_layout
 from ds_assets.storage.writer import LocalShardSink
 
+MAX_PART_BYTES = 230  # longest key part (bytes) of a local store: see LocalStore.path
+_DATASET_FILES = (MANIFEST_FILE, STATE_FILE)  # a folder holding one is a stored dataset
+
 
 class _FolderTarget:
     def __init__(self, folder: str):
@@ -65,13 +68,22 @@ class LocalStore(DatasetStore):
         self.view_root = os.path.join(cache_dir or default_cache_dir(), "views")
 
     def path(self, key: Sequence[str]) -> str:
-        return os.path.join(self.root, *self.check_key(key))
+        parts = self.check_key(key)
+        for part in parts:
+            # a save writes a hidden sibling `.<part>.tmp-<12 hex>` first: 19 bytes more than
+            # the name, within the 255 bytes a file name has on Linux filesystems
+            if len(part.encode()) > MAX_PART_BYTES:
+                raise ValueError(
+                    f"key part {part[:40]!r}... of {len(part.encode())} bytes is too long for a "
+                    f"local store (at most {MAX_PART_BYTES} bytes, percent-encoding included)"
+                )
+        return os.path.join(self.root, *parts)
 
     def uri(self, key: Sequence[str]) -> str:
         return self.path(key)
 
     def _save(self, key: tuple[str, ...], value: Stored, max_shard_size: int | str) -> SaveResult:
-        final = self.path(key)
+        final = self._place(key)
         with atomic_directory(final) as temp:
             result = write_layout(
                 value, _FolderTarget(temp), new_version(), max_shard_size=max_shard_size
@@ -83,12 +95,12 @@ class LocalStore(DatasetStore):
         """Hard-link the upstream version's shards (symbolic links across file systems), so
         the upstream version stays pinned and `datasets.load_from_disk` opens the result."""
         source = os.path.join(self.path(upstream), *([check_path_part(split)] if split else []))
-        with atomic_directory(self.path(key)) as temp:
+        with atomic_directory(self._place(key)) as temp:
             _link_tree(source, temp, repeat)
             write_json(os.path.join(temp, MANIFEST_FILE), linked.to_json())
 
     def _save_bundle(self, key, files, parts, manifest) -> None:
-        with atomic_directory(self.path(key)) as temp:
+        with atomic_directory(self._place(key)) as temp:
             shutil.copytree(files, os.path.join(temp, BUNDLE_FILES))
             for number, part in enumerate(parts):
                 target = os.path.join(temp, *bundle_part_folder(number, len(parts)).split("/"))
@@ -106,6 +118,33 @@ class LocalStore(DatasetStore):
             for n in range(count)
         ]
         return os.path.join(path, BUNDLE_FILES), parts
+
+    def _place(self, key: Sequence[str]) -> str:
+        """The folder a save of `key` replaces, once checked that the save loses no other key:
+        a saved folder is swapped in whole, so a key inside a stored dataset would be deleted by
+        that dataset's next save, and a save over a folder of stored keys (split assets) would
+        delete them."""
+        key = self.check_key(key)
+        for depth in range(1, len(key)):
+            ancestor = self.path(key[:depth])
+            if any(os.path.isfile(os.path.join(ancestor, name)) for name in _DATASET_FILES):
+                raise ValueError(
+                    f"cannot save {self.path(key)}: {ancestor} is a stored dataset, and its next "
+                    "save would delete what is inside it; store this key elsewhere"
+                )
+        final = self.path(key)
+        if os.path.isdir(final) and not os.path.isfile(os.path.join(final, MANIFEST_FILE)):
+            inside = sorted(
+                entry.name
+                for entry in os.scandir(final)
+                if entry.is_dir() and os.path.isfile(os.path.join(entry.path, MANIFEST_FILE))
+            )
+            if inside:
+                raise ValueError(
+                    f"cannot save {final}: it holds the stored keys {inside} (split assets), "
+                    "which a save there would delete; store this key elsewhere"
+                )
+        return final
 
     def stored_kind(self, key: Sequence[str]) -> str | None:
         path = self.path(key)

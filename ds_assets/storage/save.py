@@ -31,6 +31,7 @@ from ds_assets.storage.layout import (
     ITERABLE_DATASET_DICT,
     STATE_FILE,
     Manifest,
+    check_split_name,
     info_document,
     parse_size,
     schema_metadata,
@@ -79,6 +80,8 @@ def write_layout(
     if isinstance(value, (DatasetDict, IterableDatasetDict)):
         if not value:
             raise ValueError("cannot save an empty DatasetDict: it has no split")
+        for split in value:  # before anything is written: a split name becomes a folder
+            check_split_name(split)
         kind = DATASET_DICT if isinstance(value, DatasetDict) else ITERABLE_DATASET_DICT
         results = {
             split: _write_one(dataset, target, split, version, limit, split_name=split)

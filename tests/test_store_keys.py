@@ -1,0 +1,89 @@
+"""Keys and split names that probing found could overwrite, lose or fail to store data: each is
+refused with an error naming it before anything is written, or stored safely."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+from datasets import Dataset, DatasetDict
+
+from ds_assets.storage import LocalStore, atomic
+from resources.partitions import partition_path
+
+
+def small(column: str = "x", values=(1, 2, 3)) -> Dataset:
+    return Dataset.from_dict({column: list(values)})
+
+
+@pytest.mark.parametrize("split", ["../victim", "", "a/b", "ds_assets.json", "with space"])
+def test_split_names_that_are_no_safe_folder_are_refused_before_writing(store, split):
+    store.save(("victim",), small("secret"))
+    with pytest.raises(ValueError, match=r"split name .* (cannot be a folder name|layout file)"):
+        store.save(("attacker",), DatasetDict({"train": small(), split: small("pwned")}))
+    assert store.load(("victim",))["secret"] == [1, 2, 3]
+    assert not store.exists(("attacker",))
+
+
+def test_a_key_inside_a_stored_dataset_is_refused(tmp_path):
+    store = LocalStore(str(tmp_path))
+    store.save(("news",), small())
+    with pytest.raises(ValueError, match=r"news is a stored dataset, and its next save would"):
+        store.save(("news", "train"), small())
+    store.save(("news",), small(values=(4, 5)))
+    assert store.load(("news",))["x"] == [4, 5]
+
+
+def test_a_save_over_a_folder_of_split_assets_is_refused(tmp_path):
+    store = LocalStore(str(tmp_path))
+    store.save(("corpus", "train"), small())
+    store.save(("corpus", "test"), small(values=(9,)))
+    store.update_split_index(("corpus",))
+    with pytest.raises(ValueError, match=r"holds the stored keys \['test', 'train'\]"):
+        store.save(("corpus",), small())
+    assert store.load(("corpus", "test"))["x"] == [9]
+
+
+@pytest.mark.parametrize("part", ["state.json", "ds_assets.json", "dataset_dict.json"])
+def test_key_parts_named_like_layout_files_are_refused(store, part):
+    store.save(("p",), small())
+    with pytest.raises(ValueError, match=rf"'{part}' is the name of a layout file"):
+        store.save(("q", part), small())
+    assert store.load(("p",))["x"] == [1, 2, 3]
+
+
+def test_a_first_save_racing_another_first_save_exchanges_with_it(tmp_path, monkeypatch):
+    final, mine = tmp_path / "key", tmp_path / ".key.tmp-mine"
+    mine.mkdir()
+    (mine / "mine").write_text("new")
+    final.mkdir()
+    (final / "theirs").write_text("landed first")  # between our check and our rename
+    monkeypatch.setattr(atomic.os.path, "lexists", lambda path: False)
+    old = atomic.exchange(str(mine), str(final))
+    assert os.listdir(final) == ["mine"] and os.listdir(old) == ["theirs"]
+
+
+def test_a_failed_swap_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    def refuse(new, final):
+        raise OSError(errno.EACCES, "refused", final)
+
+    monkeypatch.setattr(atomic, "exchange", refuse)
+    with pytest.raises(OSError, match="refused"), atomic.atomic_directory(str(tmp_path / "key")):
+        (tmp_path / "key.txt").write_text("written before the swap")
+    assert os.listdir(tmp_path) == ["key.txt"]
+
+
+def test_partition_keys_with_a_tilde_are_stored(tmp_path):
+    store = LocalStore(str(tmp_path))
+    key = ("files", *partition_path("report~1.xml"))
+    store.save(key, small())
+    assert key[-1] == "report%7E1.xml" and store.load(key)["x"] == [1, 2, 3]
+
+
+def test_a_key_part_too_long_for_the_file_system_names_the_limit(tmp_path):
+    store = LocalStore(str(tmp_path))
+    with pytest.raises(ValueError, match=r"of 240 bytes is too long for a local store"):
+        store.save(("a" * 240,), small())
+    store.save(("a" * 230,), small())
+    assert store.load(("a" * 230,))["x"] == [1, 2, 3]
