@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import pickle
 
 import pytest
 from datasets import Dataset, DatasetDict
@@ -87,3 +88,13 @@ def test_a_key_part_too_long_for_the_file_system_names_the_limit(tmp_path):
         store.save(("a" * 240,), small())
     store.save(("a" * 230,), small())
     assert store.load(("a" * 230,))["x"] == [1, 2, 3]
+
+
+def test_a_loaded_dataset_pickled_to_a_worker_keeps_its_version(tmp_path):
+    store = LocalStore(str(tmp_path / "store"), cache_dir=str(tmp_path / "cache"))
+    store.save(("k",), Dataset.from_dict({"tag": [1] * 4}))
+    first = store.load(("k",))
+    store.save(("k",), Dataset.from_dict({"tag": [2] * 4}))  # the same shard file names
+    assert set(pickle.loads(pickle.dumps(first))["tag"]) == {1}
+    assert set(first.map(lambda row: row, num_proc=2)["tag"]) == {1}
+    assert set(store.load(("k",))["tag"]) == {2}

@@ -119,7 +119,7 @@ def _open_through_view(directory: str, view: str) -> Dataset:
     if not os.path.isfile(os.path.join(view, STATE_FILE)):
         with atomic_directory(view) as temp:
             for name in dict.fromkeys(_shard_file_name(e, directory) for e in state["_data_files"]):
-                os.symlink(os.path.join(directory, name), os.path.join(temp, name))
+                _pin(os.path.join(directory, name), os.path.join(temp, name))
             for name in (STATE_FILE, INFO_FILE):
                 shutil.copyfile(os.path.join(directory, name), os.path.join(temp, name))
     for entry in state["_data_files"]:
@@ -127,6 +127,18 @@ def _open_through_view(directory: str, view: str) -> Dataset:
         if not os.path.isfile(shard):
             raise LayoutError(f"{shard}: listed in {STATE_FILE} but missing")
     return Dataset.load_from_disk(view, keep_in_memory=False)
+
+
+def _pin(shard: str, link: str) -> None:
+    """Link `shard` into a view. A hard link keeps this version's bytes under the view's path
+    after a newer version replaces the folder: a dataset pickled to a worker process (`map`
+    with `num_proc`, a DataLoader) reopens its files by path, and must find the version it was
+    opened at. Across file systems (a cache elsewhere) only a symbolic link is possible, which
+    follows the folder to its newest version: keep the cache on the store's file system."""
+    try:
+        os.link(shard, link)
+    except OSError:
+        os.symlink(shard, link)
 
 
 def _shard_file_name(entry: object, directory: str) -> str:
