@@ -98,3 +98,24 @@ def test_a_loaded_dataset_pickled_to_a_worker_keeps_its_version(tmp_path):
     assert set(pickle.loads(pickle.dumps(first))["tag"]) == {1}
     assert set(first.map(lambda row: row, num_proc=2)["tag"]) == {1}
     assert set(store.load(("k",))["tag"]) == {2}
+
+
+def test_an_s3_version_missing_a_shard_is_damaged_not_absent(seaweedfs, s3_bucket, tmp_path):
+    from ds_assets.storage.reader import LayoutError
+    from ds_assets.storage.s3 import S3Store
+
+    client = seaweedfs.client()
+    store = S3Store(client, s3_bucket, "base", cache_dir=str(tmp_path / "cache"))
+    store.save(("day",), small(), max_shard_size="1KB")
+    stream = store.load(("day",), kind="IterableDataset")
+    shards = [
+        item["Key"]
+        for item in client.list_objects_v2(Bucket=s3_bucket, Prefix="base/day/")["Contents"]
+        if item["Key"].endswith(".arrow")
+    ]
+    client.delete_object(Bucket=s3_bucket, Key=shards[0])
+    with pytest.raises(LayoutError, match=r"base/day: stored version .* is damaged"):
+        store.load(("day",))
+    for opened in (stream, store.load(("day",), kind="IterableDataset")):
+        with pytest.raises(LayoutError, match=r"data-00000.*: cannot read this shard of the str"):
+            list(opened)

@@ -48,6 +48,7 @@ from ds_assets.storage.layout import (
     new_version,
 )
 from ds_assets.storage.reader import (
+    LayoutError,
     default_cache_dir,
     open_dataset,
     prune_stale_versions,
@@ -436,8 +437,24 @@ class S3Store(DatasetStore):
     def _cache_folder(self, dataset_object_key: str) -> str:
         return os.path.join(self.cache_dir, "s3", self.bucket, *dataset_object_key.split("/"))
 
-    def _open(self, key, streaming):
-        located = self._locate_split(key)
+    def _open(self, key, streaming, attempts: int = 5):
+        """The stored version of `key`. An object missing from the version the manifest names
+        is a newer save that retired it while we read (read the newer one), or, if the manifest
+        still names it, a damaged version: `LayoutError`, never `NotStoredError`, which would
+        read as "nothing stored here" (a partition not materialized, skipped)."""
+        for _ in range(attempts):
+            located = self._locate_split(key)
+            try:
+                return self._open_version(key, located, streaming)
+            except NotStoredError as error:
+                if self._locate_split(key).version != located.version:
+                    continue
+                raise LayoutError(
+                    f"{self.uri(key)}: stored version {located.version} is damaged ({error})"
+                ) from error
+        raise LayoutError(f"{self.uri(key)}: changed during each of {attempts} attempts to read")
+
+    def _open_version(self, key, located: _Located, streaming: bool):
         if streaming:
             return self._stream(located)
         local = self._cache_folder(self.object_key(key))
@@ -534,7 +551,14 @@ class _S3Opener:
         self.bucket = bucket
 
     def __call__(self, object_key: str):
-        body = self.client.get_object(Bucket=self.bucket, Key=object_key)["Body"]
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=object_key)["Body"]
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            raise LayoutError(
+                f"s3://{self.bucket}/{object_key}: cannot read this shard of the stream ({code}); "
+                "the version was damaged or retired by newer saves since the stream was opened"
+            ) from error
         return contextlib.closing(body)
 
 
