@@ -142,7 +142,11 @@ def test_nearest_examples_returns_the_rows(index, docs):
     scores, rows = index.nearest_examples('"machine learning pipelines"', k=2)
     positions = index.search('"machine learning pipelines"', k=2)[1]
     assert rows == docs.select(positions)[:]
-    assert index.nearest_examples("nothing-matches-this") == ([], {})
+    # no hits: an empty list per column, as datasets' own get_nearest_examples gives
+    assert index.nearest_examples("nothing-matches-this") == (
+        [],
+        {name: [] for name in docs.column_names},
+    )
 
 
 def test_search_batch_gives_one_result_per_query(index):

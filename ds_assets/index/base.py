@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 from datasets import Dataset
 
-from ds_assets.ops.lazy import import_path, resolve
+from ds_assets.ops.lazy import LazyTransformError, import_path, resolve
 
 Embedder = Callable[[list[str]], np.ndarray]
 
@@ -42,10 +42,21 @@ def check_count(name: str, value: Any, minimum: int = 1) -> None:
     ...
     ds_assets.index.base.SearchIndexError: k must be a positive integer, got 0
     """
+    if isinstance(value, np.integer):
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         kind = "a positive" if minimum == 1 else "a non-negative" if minimum == 0 else "an"
         at_least = f" of at least {minimum}" if minimum > 1 else ""
         raise SearchIndexError(f"{name} must be {kind} integer{at_least}, got {value!r}")
+
+
+def optional_embedder_path(embed: str | Callable | None) -> str | None:
+    """`embedder_path`, or None for an embedder with no import path (a lambda, a function
+    defined in a notebook): the index still works; whoever opens it again passes `embed=`."""
+    try:
+        return embedder_path(embed)
+    except LazyTransformError:
+        return None
 
 
 def embedder_path(embed: str | Callable | None) -> str | None:
@@ -195,6 +206,32 @@ def _check_same_dimension(views: list[np.ndarray], where: str) -> None:
         raise SearchIndexError(f"{where}: vectors of different lengths {dimensions}")
 
 
+def _query_matrix(queries: Sequence[Any]) -> np.ndarray:
+    """Vector queries as a float32 matrix, or `SearchIndexError` naming the first bad query."""
+    if isinstance(queries, np.ndarray) and queries.ndim == 2 and queries.dtype.kind in "fiu":
+        with np.errstate(over="ignore"):
+            return queries.astype(np.float32, copy=False)
+    for number, query in enumerate(queries):
+        vector = np.asarray(query)
+        if vector.ndim != 1 or not (
+            np.issubdtype(vector.dtype, np.floating) or np.issubdtype(vector.dtype, np.integer)
+        ):
+            raise SearchIndexError(
+                f"query {number} is {_shown(query)}; expected a vector (a list or 1-d array) of "
+                "numbers"
+            )
+    lengths = sorted({len(query) for query in queries})
+    if len(lengths) > 1:
+        raise SearchIndexError(f"queries must be vectors of one length, got lengths {lengths}")
+    with np.errstate(over="ignore"):  # a float64 beyond float32 becomes inf: refused next
+        return np.asarray(queries, dtype=np.float32).reshape(len(queries), -1)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 class SearchIndex(ABC):
     """A built index, ready to query. `dataset` is the indexed dataset version (rows for
     `nearest_examples`); `embed` turns text queries into vectors for vector indexes."""
@@ -227,7 +264,9 @@ class SearchIndex(ABC):
     ) -> tuple[list[list[float]], list[list[int]]]:
         """`search` for many queries at once (one engine call where the engine allows)."""
         check_count("k", k)
-        return self._search_batch(self._prepare(queries), k, filter)
+        if not len(queries):
+            return [], []
+        return self._search_batch(self._prepare(queries), int(k), filter)
 
     def nearest_examples(
         self, query: Any, k: int = 10, filter: Any = None
@@ -236,7 +275,7 @@ class SearchIndex(ABC):
         if self.dataset is None:
             raise SearchIndexError(f"this {self.engine} index was opened without its dataset")
         scores, indices = self.search(query, k, filter)
-        return scores, self.dataset.select(indices)[:] if indices else {}
+        return scores, self.dataset.select(indices)[:]  # no hits: each column an empty list
 
     def _prepare(self, queries: Sequence[Any]) -> Any:
         if self.text_queries:
@@ -248,8 +287,13 @@ class SearchIndex(ABC):
                 raise SearchIndexError(
                     f"text queries need an embedder; this {self.engine} index has none"
                 )
-            return embed_texts(self.embed, list(queries), "queries")
-        matrix = np.asarray(queries, dtype=np.float32)
-        if matrix.ndim != 2:
-            raise SearchIndexError(f"queries must be vectors of one length, got {matrix.shape}")
+            matrix = embed_texts(self.embed, list(queries), "queries")
+        else:
+            matrix = _query_matrix(queries)
+        bad = np.flatnonzero(~np.isfinite(matrix).all(axis=1))
+        if len(bad):  # FAISS finds nothing for such a query, without a word
+            raise SearchIndexError(
+                f"query {int(bad[0])} has a NaN or infinite value (or one beyond float32's "
+                "range); expected finite numbers"
+            )
         return np.ascontiguousarray(matrix)

@@ -45,8 +45,8 @@ from ds_assets.index.base import (
     SearchIndex,
     SearchIndexError,
     check_count,
-    embedder_path,
     load_embedder,
+    optional_embedder_path,
     stored_float32_vectors,
     vector_batches,
     vector_dimension,
@@ -100,7 +100,7 @@ class FaissIndex(SearchIndex):
         self.metric = metric
         self.index_factory = index_factory
         self._dimension = int(index.d)  # fixed for the life of a FAISS index
-        self.embed_path = embedder_path(embed)
+        self.embed_path = optional_embedder_path(embed)
         if dataset is not None and dataset.num_rows != self.count():
             raise SearchIndexError(
                 f"the index holds {self.count()} vectors but the dataset has {dataset.num_rows} "
@@ -208,6 +208,7 @@ class FaissIndex(SearchIndex):
         if self.metric == "cosine":
             queries = _normalized(queries)
         params = None if filter is None else _search_parameters(self.index, filter)
+        k = min(k, max(1, self.count()))  # FAISS allocates k results per query up front
         try:
             scores, ids = self.index.search(queries, k, params=params)
         except RuntimeError as error:

@@ -171,6 +171,7 @@ class FullTextIndex(SearchIndex):
         self, queries: list[str], k: int, filter: Any
     ) -> tuple[list[list[float]], list[list[int]]]:
         searcher = self.index.searcher()
+        k = min(k, max(1, searcher.num_docs))  # tantivy allocates k results up front
         required = None if filter is None else self._filter_query(filter)
         all_scores, all_rows = [], []
         for text in queries:

@@ -69,11 +69,10 @@ from ds_assets.index.base import (
     SearchIndexError,
     StaleIndexError,
     check_count,
-    embedder_path,
     load_embedder,
+    optional_embedder_path,
     vector_batches,
 )
-from ds_assets.ops.lazy import LazyTransformError
 
 ROW_KEY = "_row"  # payload key holding the point's row position in the indexed dataset version
 METADATA_KEY = "ds_assets"  # collection metadata entry written by this module
@@ -568,7 +567,7 @@ class _Plan:
             dataset=dataset,
             column=column,
             embed=load_embedder(embed),
-            embed_path=_embed_path(embed),
+            embed_path=optional_embedder_path(embed),
             payload_columns=tuple(payload_columns),
             id_column=id_column,
             batch_size=batch_size,
@@ -773,15 +772,6 @@ def _check_id_type(name: str, arrow_type: pa.DataType) -> None:
         or pa.types.is_large_string(arrow_type)
     ):
         raise SearchIndexError(f"id_column {name!r} has type {arrow_type}; expected {_ID_TYPES}")
-
-
-def _embed_path(embed: str | Callable | None) -> str | None:
-    """The embedder's import path for the metadata; None for one that has none (a lambda in a
-    notebook), which then has to be passed again to whoever opens the index."""
-    try:
-        return embedder_path(embed)
-    except LazyTransformError:
-        return None
 
 
 def _distance(distance: str | models.Distance) -> models.Distance:
