@@ -5,6 +5,7 @@ the sample and field), never a bare exception, a hang, or a silently shorter dat
 import gzip
 import io
 import tarfile
+import zlib
 
 import pytest
 from datasets import ClassLabel, Features
@@ -16,7 +17,7 @@ from ds_assets.formats.webdataset import (
     parse,
     parse_stream,
 )
-from tests.test_formats_webdataset import jpg_bytes, write_members
+from tests.test_formats_webdataset import jpg_bytes, png_bytes, write_members
 
 
 def tar_bytes(members, pax=None) -> bytes:
@@ -121,3 +122,30 @@ def test_a_posix_name_with_a_colon_is_a_sample_and_a_drive_path_is_skipped(tmp_p
     with pytest.warns(UnsafeMemberWarning, match=r"'C:/windows/evil.txt': absolute path"):
         rows = parse(url).to_dict()
     assert rows["__key__"] == ["c:001"] and rows["txt"] == [b"kept"]
+
+
+def test_json_numbers_datasets_cannot_read_back_are_refused(tmp_path):
+    members = [("a.json", b'{"x": 1.5}'), ("b.json", b'{"x": 100000000000000000000.0}')]
+    url = write_members(tmp_path / "json.tar", members)
+    with pytest.raises(WebDatasetError, match=r"sample 'b', field 'json': .*Value is too big"):
+        parse(url, decode=True)
+
+
+def test_image_headers_pillow_refuses_in_any_way_name_the_sample(tmp_path):
+    png = bytearray(png_bytes())  # a real PNG, then its header made to claim 100000x100000
+    png[16:24] = (100_000).to_bytes(4, "big") * 2
+    png[29:33] = zlib.crc32(bytes(png[12:29])).to_bytes(4, "big")
+    members = [("good.jpg", jpg_bytes()), ("bad.png", bytes(png))]
+    url = write_members(tmp_path / "bomb.tar", members)
+    with pytest.raises(WebDatasetError, match=r"sample 'bad', field 'png': .*DecompressionBomb"):
+        parse(url, decode=True)
+
+
+def test_class_names_that_are_digits_are_read_as_names(tmp_path):
+    members = [("a.cls", b"1"), ("b.cls", b"3"), ("c.cls", b"4")]
+    url = write_members(tmp_path / "digits.tar", members)
+    features = Features({"cls": ClassLabel(names=["1", "2", "3"])})
+    with pytest.raises(WebDatasetError, match=r"sample 'c', field 'cls': .*class id 4 is not in"):
+        parse(url, features=features)
+    valid = write_members(tmp_path / "valid.tar", members[:2])
+    assert parse(valid, features=features)["cls"] == [0, 2]  # the names "1" and "3"

@@ -2,8 +2,11 @@
 docstring promises or an `XMLError` (a `ValueError`/`LookupError` for bad arguments) naming
 the source, never another exception or a value in the wrong column."""
 
+import bz2
 import contextlib
+import gzip
 import io
+import lzma
 import os
 
 import pytest
@@ -133,3 +136,9 @@ def test_removing_stale_outputs_copes_with_files_removed_meanwhile(tmp_path, mon
     monkeypatch.setattr(os, "scandir", listed_then_one_removed)
     remove_stale_outputs(str(tmp_path), max_age=1)
     assert not (tmp_path / "old.arrow").exists()
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress])
+def test_compressed_input_is_recognized_from_a_stream_of_short_reads(compress):
+    document = compress(b'<d><row a="1"/><row a="2"/></d>')
+    assert xml.parse(Trickle(document, 1))["a"] == ["1", "2"]

@@ -5,7 +5,12 @@ parser (ujson) stricter than Python's: integers beyond 64 bits fail there ("Valu
 and NaN, infinities and lone surrogate escapes come back as other values. A reader that hands
 such text on would store a column that changes, or fails, long after the read. So readers store
 JSON only through `checked`/`dumps`, which refuse it up front, where the source, row and field
-can still be named. Python's `json` does the parsing; the hooks only refuse.
+can still be named. Python's `json` does the parsing; the hooks only refuse; then `datasets`'
+own reader must take the text too.
+
+Floats are the one thing left: that reader parses them without pandas' `precise_float`, so a
+double can come back one unit in the last place off (0.7609624449125756 as 0.760962444912575).
+The stored text stays exact: read the column with `Json(decode=False)` for the text itself.
 
 >>> checked('{"n": 18446744073709551615, "x": [1.5, "é"]}')
 '{"n": 18446744073709551615, "x": [1.5, "é"]}'
@@ -23,6 +28,8 @@ import json
 import math
 from typing import Any
 
+from datasets.utils.json import ujson_loads
+
 __all__ = ["checked", "dumps"]
 
 # ujson reads signed and unsigned 64-bit integers: from -2**63 to 2**64 - 1
@@ -34,6 +41,10 @@ def checked(text: str) -> str:
     for nesting deeper than Python's recursion limit) saying what does not."""
     value = json.loads(text, parse_constant=_no_constant, parse_int=_integer, parse_float=_finite)
     json.dumps(value, ensure_ascii=False).encode("utf-8")  # UnicodeEncodeError: a lone surrogate
+    try:
+        ujson_loads(text)  # what reads it back: it refuses some numbers Python takes (1e20 as
+    except ValueError as error:  # "100000000000000000000.0": "Value is too big")
+        raise ValueError(f"datasets' JSON reader refuses it: {error}") from None
     return text
 
 

@@ -37,7 +37,8 @@ Where we differ, and why:
 - `json`/`jsn` become the `Json` feature (the JSON text, checked to parse, read back as parsed
   values), not a struct inferred from the first samples: filling an inferred struct, pyarrow
   silently drops keys it did not see and truncates floats to ints. The check refuses what would
-  not read back as parsed: NaN, infinities, integers beyond 64 bits and lone surrogates.
+  not read back as parsed: NaN, infinities, integers beyond 64 bits and lone surrogates
+  (floats may come back one unit in the last place off: see `ds_assets.formats.json_text`).
 - Only decoders that cannot run code: no pickle, no torch; npy, msgpack and compressed members
   (`x.json.gz`) stay bytes.
 - Features come from the first `INFERENCE_SAMPLES` samples (all fields seen, missing ones null);
@@ -604,8 +605,8 @@ def _image_bytes(data: bytes) -> bytes:
 
     try:
         PIL.Image.open(io.BytesIO(data))
-    except (OSError, ValueError, SyntaxError) as error:  # UnidentifiedImageError is an OSError
-        raise ValueError(f"not an image Pillow can open: {error}") from None
+    except Exception as error:  # Pillow's plugins raise many types: bombs, unknown formats...
+        raise ValueError(f"not an image Pillow can open: {type(error).__name__}: {error}") from None
     return data
 
 
@@ -618,8 +619,9 @@ def _json_text(data: bytes) -> str:
 
 
 def _class_id(feature: ClassLabel, data: bytes) -> int:
+    """A label's name (first, as `datasets` reads it: names may be digits) or class id."""
     text = data.decode("utf-8").strip()
-    if not text.lstrip("-").isdigit():
+    if text in feature.names or not text.lstrip("-").isdigit():
         return feature.str2int(text)
     class_id = int(text)
     if not -1 <= class_id < feature.num_classes:

@@ -280,6 +280,11 @@ class _Source:
             head = raw.read(6)
             if isinstance(head, str):
                 raise TypeError(f"{self.name}: expected a binary file object (open(..., 'rb'))")
+            while head and len(head) < 6:  # a stream may hand out fewer bytes than asked
+                more = raw.read(6 - len(head))
+                if not more:
+                    break
+                head += more
             compression = next(
                 (kind for magic, kind in _MAGIC.items() if head[: len(magic)] == magic), None
             )
