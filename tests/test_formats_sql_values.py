@@ -238,3 +238,62 @@ def test_json_that_would_not_read_back_as_parsed_names_the_column_and_row(postgr
         ):
             with pytest.raises(ValueError, match=r"column 'doc', row 2: .*does not fit 64 bits"):
                 read(postgresql, table)
+
+
+def test_overrides_that_would_round_or_overflow_are_errors(postgresql):
+    cases = [
+        ("select 9007199254740993::bigint AS x", Value("float64"), "float64 cannot hold it"),
+        ("select 16777217::int AS x", Value("float32"), "float32 cannot hold it"),
+        ("select 1e300::float8 AS x", Value("float32"), "float32 cannot hold it"),
+        ("select '1e400'::text AS x", Value("float64"), "float64 cannot hold it"),
+        ("select timestamp '2024-01-01 10:30' AS x", Value("date32"), "date32 has none"),
+        ("select timestamp '2024-01-01 10:30:00.5' AS x", Value("timestamp[s]"), "finer than"),
+        ("select time '10:30:00.25' AS x", Value("time32[ms]"), None),
+    ]
+    for query, feature, problem in cases:
+        if problem is None:  # whole milliseconds fit time32[ms]
+            read = sql.from_query(postgresql, query, features={"x": feature})
+            assert read["x"] == [datetime.time(10, 30, 0, 250_000)]
+            continue
+        with pytest.raises(ValueError, match=rf"column 'x', row 0: .*{problem}"):
+            sql.from_query(postgresql, query, features={"x": feature})
+    exact = sql.from_query(postgresql, "select 9007199254740992::bigint AS x",
+                           features={"x": Value("float64")})  # fmt: skip
+    assert exact["x"] == [9007199254740992.0]
+
+
+def test_nested_arrays_of_uuids_and_zoned_times_are_errors_not_text(postgresql):
+    for element in ("uuid", "timetz"):
+        value = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11" if element == "uuid" else "10:00+02"
+        query = f"select '{{{{{value}}}}}'::{element}[] AS v"
+        with pytest.raises(ValueError, match=r"column 'v', row 0: cannot read \[\["):
+            sql.from_query(postgresql, query)
+
+
+def test_arrays_psycopg2_cannot_parse_read_as_their_text_from_tables_too(postgresql):
+    with scratch_table(postgresql, "id int, m money[]", "(1, '{1.5,NULL}')") as table:
+        for dataset in both_readers(postgresql, table):
+            assert rows_of(dataset) == [{"id": 1, "m": "{$1.50,NULL}"}]
+
+
+def test_driver_conversion_errors_name_the_rows_even_on_the_first_row(postgresql):
+    with pytest.raises(ValueError, match=r"rows 0 to 9999: the database driver cannot convert"):
+        sql.from_query(postgresql, "SELECT '0044-03-15 BC'::date AS t")
+    with (
+        scratch_table(
+            postgresql, "id int, d date[]", "(1, '{2024-01-01}'), (2, '{infinity}')"
+        ) as t,
+        pytest.raises(ValueError, match=r"rows 1 to 1: .*DataError"),
+    ):
+        sql.from_table(postgresql, t, order_by="id", batch_size=1)
+
+
+def test_sqlite_booleans_and_numbers_are_checked_as_stored(sqlite):
+    with scratch_table(
+        sqlite, "id INTEGER, b BOOLEAN, n NUMERIC", "(1, 1, 9223372036854775807)"
+    ) as t:
+        assert sql.from_table(sqlite, t)[0] == {"id": 1, "b": True, "n": decimal.Decimal(2**63 - 1)}
+        with sqlite.begin() as connection:
+            connection.execute(sa.text(f"INSERT INTO {t} VALUES (2, 2, 1)"))
+        with pytest.raises(ValueError, match=r"column 'b', row 1: cannot read 2"):
+            sql.from_table(sqlite, t, order_by="id")

@@ -49,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import decimal
+import math
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -56,6 +57,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import sqlalchemy as sa
 from datasets import Dataset, Features, IterableDataset, Json, List, Value
@@ -494,7 +496,7 @@ def _feature_of_type(kind: Any, dialect: str) -> tuple[Any, Prepare | None, Any]
     if isinstance(kind, sa.sql.sqltypes._Binary):
         return Value("binary"), None, None
     if isinstance(kind, sa.Uuid):
-        return Value("string"), str, None
+        return Value("string"), _uuid_text, None
     if isinstance(kind, sa.String):
         return Value("string"), None, None
     # psycopg2 gives the text of the types it has no conversion for (inet, money, tsvector...)
@@ -502,7 +504,15 @@ def _feature_of_type(kind: Any, dialect: str) -> tuple[Any, Prepare | None, Any]
 
 
 def _time_with_offset(value: datetime.time) -> str:
+    if not isinstance(value, datetime.time):  # a nested array's list, say
+        raise TypeError("expected a time")
     return value.isoformat()
+
+
+def _uuid_text(value: uuid.UUID) -> str:
+    if not isinstance(value, uuid.UUID):
+        raise TypeError("expected a UUID")
+    return str(value)
 
 
 def _processed(kind: Any, dialect: str) -> Any:
@@ -510,6 +520,12 @@ def _processed(kind: Any, dialect: str) -> Any:
     processing loses information (MySQL's TIME processor wraps durations into a day)."""
     if dialect in ("mysql", "mariadb") and isinstance(kind, sa.Time):
         return None  # the driver's timedelta is the value
+    if isinstance(kind, sa.ARRAY) and _feature_of_type(kind.item_type, dialect)[0] is None:
+        return None  # psycopg2 gives such an array's text, which the processor splits into chars
+    if dialect == "sqlite" and isinstance(kind, (sa.Boolean, sa.Numeric)):
+        # SQLAlchemy's processors read any truthy value as True, and numbers through floats
+        # rounded to the declared scale: the stored value is checked as it is instead
+        return None
     return kind
 
 
@@ -655,7 +671,7 @@ def _infer(values: Sequence[Any], fallback: Any) -> tuple[Any, Prepare | None]:
     if all(isinstance(value, decimal.Decimal) for value in present):
         return _decimal_of_values(present), None
     if all(isinstance(value, uuid.UUID) for value in present):
-        return Value("string"), str
+        return Value("string"), _uuid_text
     if any(isinstance(value, (dict, list, tuple)) for value in present):
         try:
             inferred = pa.array(present).type
@@ -777,11 +793,11 @@ def _prepared(
 ) -> list[Any]:
     try:
         return [None if value is None else prepare(value) for value in values]
-    except (TypeError, ValueError, OverflowError, ArithmeticError):
+    except _PROCESSING_ERRORS:
         for row, value in enumerate(values):
             try:
                 None if value is None else prepare(value)
-            except (TypeError, ValueError, OverflowError, ArithmeticError) as error:
+            except _PROCESSING_ERRORS as error:
                 raise converter._error(label, first_row + row, value, error) from None
         raise
 
@@ -800,8 +816,15 @@ def _takes_exactly(kind: pa.DataType, values: Sequence[Any]) -> bool:
     accepted = _EXACT_TYPES.get(kind.id)
     if accepted is None:
         return True  # other types (structs...): pyarrow's conversion, as before
+    if getattr(kind, "unit", "us") in ("s", "ms"):
+        return False  # pyarrow would cut off the finer part: checked by the coercion
     if not set(map(type, values)) <= accepted:
         return False
+    if pa.types.is_floating(kind) and kind.bit_width < 64:
+        # pyarrow narrows a double past float32's range to infinity without a word
+        present = np.fromiter((v for v in values if v is not None), np.float64)
+        limit = np.finfo(np.float16 if kind.bit_width == 16 else np.float32).max
+        return bool((np.abs(present[np.isfinite(present)]) <= limit).all())
     if pa.types.is_decimal(kind):
         # pyarrow checks a decimal's scale and precision against the type, except that it first
         # converts a Decimal at its own precision: more digits than the type's width can hold
@@ -845,15 +868,17 @@ def _coercion_to(kind: pa.DataType) -> Prepare:
     if pa.types.is_integer(kind):
         return _to_int
     if pa.types.is_floating(kind):
-        return _to_float
+        return _float_coercion(np.dtype(kind.to_pandas_dtype()))
     if pa.types.is_decimal(kind):
         return _decimal_coercion(kind.precision, kind.scale)
     if pa.types.is_timestamp(kind):
-        return _to_datetime
+        return _in_unit(_to_datetime, kind.unit)
     if pa.types.is_date(kind):
         return _to_date
     if pa.types.is_time(kind):
-        return _to_time
+        return _in_unit(_to_time, kind.unit)
+    if pa.types.is_duration(kind):
+        return _in_unit(lambda value: value, kind.unit)
     return lambda value: value
 
 
@@ -908,10 +933,48 @@ def _to_int(value: Any) -> int:
     return int(value)
 
 
-def _to_float(value: Any) -> float:
-    if not isinstance(value, (int, float, decimal.Decimal, str)):
-        raise TypeError("expected a number")
-    return float(value)
+def _float_coercion(dtype: np.dtype) -> Prepare:
+    def coerce(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, decimal.Decimal, str)):
+            raise TypeError("expected a number")
+        number = float(value)
+        with np.errstate(over="ignore"):
+            stored = dtype.type(number)
+        if bool(np.isfinite(stored)) != _finite_number(value) or (
+            isinstance(value, (int, decimal.Decimal)) and decimal.Decimal(float(stored)) != value
+        ):
+            raise ValueError(f"{dtype} cannot hold it exactly")
+        return number
+
+    return coerce
+
+
+def _finite_number(value: int | float | decimal.Decimal | str) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower().lstrip("+-") not in ("inf", "infinity", "nan")
+    return isinstance(value, int) or math.isfinite(value)
+
+
+_UNIT_MICROSECONDS = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 1}
+
+
+def _in_unit(coerce: Prepare, unit: str) -> Prepare:
+    """`coerce`, then a check that the value has no part finer than `unit` (Arrow would cut
+    it off without a word: 10:30:00.5 as timestamp[s])."""
+    step = _UNIT_MICROSECONDS[unit]
+    if step == 1:
+        return coerce
+
+    def checked(value: Any) -> Any:
+        value = coerce(value)
+        microseconds = getattr(value, "microsecond", None)
+        if microseconds is None and isinstance(value, datetime.timedelta):
+            microseconds = value.microseconds
+        if microseconds is not None and microseconds % step:
+            raise ValueError(f"it has a fraction of a second finer than the unit {unit!r}")
+        return value
+
+    return checked
 
 
 # Quantizing in this context raises instead of rounding (Inexact) or overflowing
@@ -949,6 +1012,8 @@ def _to_datetime(value: Any) -> datetime.datetime:
 
 def _to_date(value: Any) -> datetime.date:
     if isinstance(value, datetime.datetime):
+        if value.time() != datetime.time() or value.tzinfo is not None:
+            raise ValueError("a timestamp with a time of day (or a zone): date32 has none")
         return value.date()
     return value if isinstance(value, datetime.date) else datetime.date.fromisoformat(value)
 
@@ -993,7 +1058,7 @@ class _Plan:
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
 
-_PROCESSING_ERRORS = (TypeError, ValueError, OverflowError, ArithmeticError)
+_PROCESSING_ERRORS = (TypeError, ValueError, OverflowError, ArithmeticError, AttributeError)
 
 
 def _column(rows: Sequence[Sequence[Any]], index: int, processor: Prepare | None) -> list[Any]:
@@ -1126,7 +1191,12 @@ class _Execution:
         self._connection = source.engine.connect()
         try:
             streaming = self._connection.execution_options(stream_results=True)
-            self._result: CursorResult = streaming.execute(source.statement, dict(source.params))
+            try:
+                self._result: CursorResult = streaming.execute(
+                    source.statement, dict(source.params)
+                )
+            except _PROCESSING_ERRORS as error:  # SQLAlchemy fetches the first row ahead
+                raise _unconvertible(source.label, 0, source.batch_size, error) from None
             if not self._result.returns_rows:
                 raise ValueError(f"{source.label}: the statement returns no rows")
             self.names = list(self._result.keys())
@@ -1169,17 +1239,18 @@ class _Execution:
                 # then straight from the DB-API cursor: plain tuples, no Row object per row
                 cursor = self._result.cursor
                 batch = cursor.fetchmany(size) if cursor is not None else []
-        except _PROCESSING_ERRORS as error:
+        except (*_PROCESSING_ERRORS, *self._data_errors()) as error:
             # the driver converts values as it fetches: psycopg2 raises for a year past 9999
-            raise ValueError(
-                f"{self.source.label}: rows {self.rows_read} to {self.rows_read + size - 1}: "
-                f"the database driver cannot convert a value ({type(error).__name__}: {error}); "
-                "cast the column in the SQL (to text, say)"
-            ) from None
+            raise _unconvertible(self.source.label, self.rows_read, size, error) from None
         self.rows_read += len(batch)
         # a DB-API fetchmany returns fewer rows than asked only at the end of the result
         self.exhausted = len(batch) < size
         return batch
+
+    def _data_errors(self) -> tuple[type[Exception], ...]:
+        """The driver's own DataError (psycopg2: "unable to parse date" in an array)."""
+        dbapi = self.source.engine.dialect.loaded_dbapi
+        return (sa.exc.DataError, *([dbapi.DataError] if hasattr(dbapi, "DataError") else []))
 
     def close(self) -> None:
         if self._connection.closed:
@@ -1206,6 +1277,15 @@ class _Execution:
         # the cursor then reads up to the server's "query execution was interrupted"
         with contextlib.suppress(self.source.engine.dialect.loaded_dbapi.Error):
             cursor.close()
+
+
+def _unconvertible(label: str, first: int, size: int, error: Exception) -> ValueError:
+    cause = getattr(error, "orig", None) or error
+    return ValueError(
+        f"{label}: rows {first} to {first + size - 1}: the database driver cannot convert a "
+        f"value ({type(cause).__name__}: {str(cause).strip()}); cast the column in the SQL "
+        "(to text, say)"
+    )
 
 
 def _read(source: _Source, overrides: Mapping[str, Any], streaming: bool):
