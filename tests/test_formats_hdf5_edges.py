@@ -176,3 +176,24 @@ def test_names_that_flatten_alike_are_warned_of_and_an_empty_group_named(tmp_pat
     assert dataset[1] == {"a": {"b": 1}, "a.b": 10}
     with pytest.raises(ValueError, match=r"group '/empty' holds no HDF5 dataset with rows"):
         parse(path, datasets=["empty"])
+
+
+def test_names_or_shapes_that_would_be_filled_by_number_are_refused(tmp_path):
+    path = tmp_path / "nested.h5"
+    swapped = h5py.enum_dtype({"B": 0, "A": 1}, basetype="i1")
+    gaps = h5py.enum_dtype({"A": 0, "X": 1, "B": 3}, basetype="i1")
+    with h5py.File(path, "w") as file:
+        file.create_dataset("pairs", data=np.array([[0, 1], [1, 0]], "i1"), dtype=swapped)
+        file.create_dataset("gaps", data=np.array([0, 3], "i1"), dtype=gaps)
+        file["rec"] = np.zeros(2, dtype=[("m", "f4", (2, 2))])
+    labels = ClassLabel(names=["A", "B"])
+    with pytest.raises(ValueError, match=r"'/pairs': an enum inside a list or struct is read by"):
+        parse(path, features=Features({"pairs": List(labels, length=2)}))
+    assert parse(path, ["pairs"])["pairs"] == [[0, 1], [1, 0]]  # B=0, A=1 as the file says
+    for declared in (ClassLabel(names=["A", "B", "C", "D"]), Value("string")):
+        with pytest.raises(ValueError, match=r"'/gaps': its enum values .* are not 0\.\.n-1"):
+            parse(path, features=Features({"gaps": declared}))
+    assert parse(path, features=Features({"gaps": Value("int8")}))["gaps"] == [0, 3]
+    wrong = Features({"rec": {"m": Array2D(shape=(4, 1), dtype="float32")}})
+    with pytest.raises(ValueError, match=r"'/rec': a field of shape \(2, 2\) declared as Array2D"):
+        parse(path, features=wrong)

@@ -91,6 +91,7 @@ PathLike = str | os.PathLike
 TARGET_BATCH_BYTES = 32 * 2**20
 MAX_ROW_BYTES = 2**30
 SAMPLE_ROWS = 256  # rows read to measure the memory a row takes
+MAX_SLICE_ROWS = 1024  # most rows of variable-length values read at once (see _bounded_read)
 MAX_CHUNK_CACHE_BYTES = 64 * 2**20
 ARRAY_FEATURES = {2: Array2D, 3: Array3D, 4: Array4D, 5: Array5D}
 
@@ -726,9 +727,40 @@ def _columns(
                 f"{path}: dataset '{full}' has rows of shape {tuple(dataset.shape[1:])}, not "
                 f"{tuple(shape)} as features= declares ({target}); an array is not reshaped"
             )
+        if target is not None:
+            _check_declared(f"{path}: dataset '{full}'", dataset.dtype, mapping.feature, target)
         columns.append(_Column(name, full, dataset, mapping))
     _check_row_counts(path, columns)
     return columns
+
+
+def _check_declared(where: str, dtype: np.dtype, source: Any, target: Any, depth: int = 0) -> None:
+    """Refuse declared Features that would be filled by number where the file means a name or
+    a shape: enum classes inside lists and structs (only a column's own enum is matched by
+    name), enums whose values are not 0..n-1, and array shapes inside structs."""
+    enum = h5py.check_enum_dtype(dtype) if depth == 0 else None
+    named = isinstance(target, ClassLabel) or target in (Value("string"), Value("large_string"))
+    if enum is not None and named and not isinstance(source, ClassLabel):
+        raise ValueError(
+            f"{where}: its enum values {enum} are not 0..n-1, so they are read as integers; "
+            f"{target} would take them as class numbers: declare the integer type"
+        )
+    if depth and isinstance(source, ClassLabel) and named and source != target:
+        raise ValueError(
+            f"{where}: an enum inside a list or struct is read by class number, and {target} "
+            f"would give its numbers other names; declare {source}"
+        )
+    source_shape, target_shape = getattr(source, "shape", None), getattr(target, "shape", None)
+    if depth and source_shape and target_shape and tuple(source_shape) != tuple(target_shape):
+        raise ValueError(
+            f"{where}: a field of shape {tuple(source_shape)} declared as {target}; an array "
+            "is not reshaped"
+        )
+    if isinstance(source, dict) and isinstance(target, dict):
+        for key in target.keys() & source.keys():
+            _check_declared(where, dtype, source[key], target[key], depth + 1)
+    elif hasattr(source, "feature") and hasattr(target, "feature"):
+        _check_declared(where, dtype, source.feature, target.feature, depth + 1)
 
 
 def _nested(features: dict, name: str) -> Any:
@@ -952,9 +984,10 @@ def _bounded_read(
     The batch size measured on a file's first rows says nothing of later ones (a file sorted
     by length has short sequences first, long ones later), and HDF5 tells a variable-length
     value's size only by reading it. So these columns are read in slices: the first of
-    SAMPLE_ROWS rows, each next one at most twice as many rows, and no more than the previous
-    slice's rows, at their size, leave room for. Row sizes that grow gradually keep batches
-    near the target; a jump from tiny to huge rows costs at most one slice of huge rows."""
+    SAMPLE_ROWS rows, each next one at most twice as many rows (up to MAX_SLICE_ROWS), and no
+    more than the previous slice's rows, at their size, leave room for. Row sizes that grow
+    gradually keep batches near the target; a jump from tiny to huge rows costs at most one
+    slice (MAX_SLICE_ROWS rows) of huge rows."""
     parts: dict[str, list[np.ndarray]] = {column.path: [] for column in columns}
     position, used, limit = start, 0, SAMPLE_ROWS
     while position < stop and used < TARGET_BATCH_BYTES:
@@ -966,7 +999,7 @@ def _bounded_read(
             parts[column.path].append(values)
             read += _nbytes(values)
         used += read
-        row_bytes, limit = max(1, read // (end - position)), 2 * rows
+        row_bytes, limit = max(1, read // (end - position)), min(2 * rows, MAX_SLICE_ROWS)
         position = end
     return position, {name: np.concatenate(values) for name, values in parts.items()}, row_bytes
 
