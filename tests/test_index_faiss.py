@@ -342,17 +342,19 @@ def test_bad_rows_are_named():
         faiss.build(null_text, "t", embed=EMBEDDER)
 
 
-def test_huge_finite_values_are_kept_where_faiss_copes_and_named_where_it_would_abort():
+def test_values_whose_distances_overflow_are_refused_naming_the_row():
     huge = random_vectors(100, dimension=4)
-    huge[7] = 1e30  # its squared length overflows float32
-    assert faiss.build(Dataset.from_dict({"v": huge}), "v").count() == 100
-    # FAISS's own k-means would abort the process on it
-    with pytest.raises(SearchIndexError, match=r"column 'v', row 7: values too large to train"):
-        faiss.build(Dataset.from_dict({"v": huge}), "v", index_factory="IVF2,Flat")
-    huge[33, 2] = -np.inf
+    huge[7] = 1e30  # its squared length overflows float32: searches would never return it
+    for factory in ("Flat", "IVF2,Flat"):  # (FAISS's own k-means would abort the process)
+        with pytest.raises(SearchIndexError, match=r"column 'v', row 7: values so large that"):
+            faiss.build(Dataset.from_dict({"v": huge}), "v", index_factory=factory)
+    huge[7], huge[33, 2] = 1.0, -np.inf
     for factory in ("Flat", "IVF2,Flat"):
         with pytest.raises(SearchIndexError, match=r"column 'v', row 33: NaN or infinite"):
             faiss.build(Dataset.from_dict({"v": huge}), "v", index_factory=factory, batch_size=16)
+    large = random_vectors(3, dimension=2) * 1e18  # squared lengths near 1e36 still fit
+    index = faiss.build(Dataset.from_dict({"v": large}), "v")
+    assert sorted(index.search(large[0], k=3)[1]) == [0, 1, 2]
 
 
 def test_an_index_type_without_selectors_says_filters_are_not_supported():

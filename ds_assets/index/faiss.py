@@ -331,12 +331,18 @@ def _check_finite(matrix: np.ndarray, rows: Sequence[int], column: str) -> None:
         raise SearchIndexError(f"column {column!r}, row {rows[0]}: empty vector")
     # Squared norms carry any NaN or infinity. FAISS computes them in one SIMD pass, twice as
     # fast as numpy's sum; numpy's own matrix product would start OpenBLAS threads, which spin
-    # against FAISS's OpenMP threads. The exact check runs only on rows whose norm is not
-    # finite (a bad value, or finite values overflowing float32), to name the row.
+    # against FAISS's OpenMP threads. A row whose norm is not finite is refused: a bad value,
+    # or finite values overflowing float32 (then its distances overflow too).
     for suspect in np.flatnonzero(~np.isfinite(_squared_norms(matrix))):
+        row = int(rows[int(suspect)])
         if not np.isfinite(matrix[suspect]).all():
-            row = int(rows[int(suspect)])
             raise SearchIndexError(f"column {column!r}, row {row}: NaN or infinite value")
+        # finite, but distances to it overflow float32: searches would silently skip the row
+        raise SearchIndexError(
+            f"column {column!r}, row {row}: values so large that the vector's squared length "
+            "overflows float32 (FAISS's distances to it would be infinite and searches would "
+            "never return it); scale the vectors"
+        )
 
 
 def _squared_norms(matrix: np.ndarray) -> np.ndarray:
