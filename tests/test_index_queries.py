@@ -13,7 +13,7 @@ import pytest
 from datasets import Dataset
 from qdrant_client import QdrantClient
 
-from ds_assets.index import faiss, qdrant
+from ds_assets.index import faiss, fulltext, qdrant
 from ds_assets.index.base import SearchIndexError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -86,3 +86,11 @@ def test_an_embedder_without_an_import_path_still_builds_and_queries():
 
     index = faiss.build(texts, "t", embed=embed)
     assert index.search("whale", k=1)[1] == [1] and index.embed_path is None
+
+
+def test_nearest_examples_against_a_shorter_dataset_say_so(tmp_path):
+    texts = Dataset.from_dict({"t": ["a b", "c d"]})
+    index = fulltext.build(texts, "t", str(tmp_path / "t"))
+    index.dataset = texts.select([0])  # as an engine that cannot check it when opened (ES)
+    with pytest.raises(SearchIndexError, match=r"returned row 1, but the dataset it was opened"):
+        index.nearest_examples("c")

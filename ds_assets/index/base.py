@@ -275,6 +275,13 @@ class SearchIndex(ABC):
         if self.dataset is None:
             raise SearchIndexError(f"this {self.engine} index was opened without its dataset")
         scores, indices = self.search(query, k, filter)
+        beyond = [row for row in indices if row >= len(self.dataset)]
+        if beyond:
+            raise SearchIndexError(
+                f"this {self.engine} index returned row {beyond[0]}, but the dataset it was "
+                f"opened with has {len(self.dataset)} rows: open it with the dataset version "
+                "it indexes"
+            )
         return scores, self.dataset.select(indices)[:]  # no hits: each column an empty list
 
     def _prepare(self, queries: Sequence[Any]) -> Any:
