@@ -519,7 +519,7 @@ def test_append_refuses_an_id_an_earlier_row_has_and_writes_nothing(client, name
         (Dataset.from_dict({"vector": [[1.0, 2.0], [float("nan"), 1.0]]}), {"column": "vector"},
          r"row 1 has a NaN or infinite value"),
         (Dataset.from_dict({"vector": ["a", "b"]}), {"column": "vector"},
-         r"expected a list of numbers per row, got string"),
+         r"it is Value\('string'\); expected a list of numbers per row"),
         (Dataset.from_dict({"vector": [[1.0]]}).select([]), {"column": "vector"},
          r"the dataset has no rows"),
         (vector_dataset(3, 2), {"column": "vector", "batch_size": 0},

@@ -94,3 +94,18 @@ def test_nearest_examples_against_a_shorter_dataset_say_so(tmp_path):
     index.dataset = texts.select([0])  # as an engine that cannot check it when opened (ES)
     with pytest.raises(SearchIndexError, match=r"returned row 1, but the dataset it was opened"):
         index.nearest_examples("c")
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ([[[1.0]]], r"column 'v' is not a vector column: it is List\(List"),
+        ([[True, False]], r"column 'v' is not a vector column: it is List\(Value\('bool'\)\)"),
+        ([[], [1.0]], r"column 'v', row 0: empty vector"),
+    ],
+)
+def test_qdrant_checks_the_vector_column_as_faiss_does(values, problem):
+    client = QdrantClient(location=":memory:")
+    dataset = Dataset.from_dict({"v": values})
+    with pytest.raises(SearchIndexError, match=problem):
+        qdrant.build(client, dataset, "q", column="v", version="1", batch_size=1)

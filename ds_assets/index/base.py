@@ -122,6 +122,34 @@ def vector_batches(
         start += rows
 
 
+def check_vector_column(dataset: Dataset, column: str, embed: Any) -> None:
+    """Raise `SearchIndexError` unless `column` holds vectors (lists of numbers), or text when
+    `embed` is given.
+
+    >>> check_vector_column(Dataset.from_dict({"v": [[True]]}), "v", None)
+    Traceback (most recent call last):
+    ...
+    ds_assets.index.base.SearchIndexError: column 'v' is not a vector column: it is \
+List(Value('bool')); expected a list of numbers per row (e.g. List(Value('float32'))), or pass \
+embed= for a text column
+    """
+    arrow_type = dataset.data.schema.field(column).type
+    feature = dataset.features[column]
+    if embed is not None:
+        if not (pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)):
+            raise SearchIndexError(
+                f"column {column!r} is {feature}, not text: embed= needs a string column"
+            )
+        return
+    if not any(is_type(arrow_type) for is_type in _LIST_TYPES) or not (
+        pa.types.is_floating(arrow_type.value_type) or pa.types.is_integer(arrow_type.value_type)
+    ):
+        raise SearchIndexError(
+            f"column {column!r} is not a vector column: it is {feature}; expected a list of "
+            "numbers per row (e.g. List(Value('float32'))), or pass embed= for a text column"
+        )
+
+
 def vector_dimension(dataset: Dataset, column: str, embed: Embedder | None = None) -> int:
     """Length of the vectors of `column` as its first row has them (embedded when `embed`).
 

@@ -38,13 +38,13 @@ from typing import Any
 
 import faiss
 import numpy as np
-import pyarrow as pa
 from datasets import Dataset
 
 from ds_assets.index.base import (
     SearchIndex,
     SearchIndexError,
     check_count,
+    check_vector_column,
     load_embedder,
     optional_embedder_path,
     stored_float32_vectors,
@@ -293,22 +293,7 @@ def _check_column(dataset: Dataset, column: str, embed: Any) -> None:
         raise SearchIndexError(f"column {column!r} is not in the dataset {dataset.column_names}")
     if dataset.num_rows == 0:
         raise SearchIndexError(f"the dataset is empty: no rows to index in column {column!r}")
-    arrow_type = dataset.data.schema.field(column).type
-    feature = dataset.features[column]
-    if embed is not None:
-        if not (pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)):
-            raise SearchIndexError(
-                f"column {column!r} is {feature}, not text: embed= needs a string column"
-            )
-        return
-    is_list = pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type)
-    if not (is_list or pa.types.is_fixed_size_list(arrow_type)) or not (
-        pa.types.is_floating(arrow_type.value_type) or pa.types.is_integer(arrow_type.value_type)
-    ):
-        raise SearchIndexError(
-            f"column {column!r} is not a vector column: it is {feature}; expected a list of "
-            "numbers per row (e.g. List(Value('float32'))), or pass embed= for a text column"
-        )
+    check_vector_column(dataset, column, embed)
 
 
 def _checked_batches(

@@ -69,6 +69,7 @@ from ds_assets.index.base import (
     SearchIndexError,
     StaleIndexError,
     check_count,
+    check_vector_column,
     load_embedder,
     optional_embedder_path,
     vector_batches,
@@ -323,6 +324,8 @@ def build(
     if first is None:
         raise SearchIndexError(f"the dataset has no rows: nothing gives {column!r} a dimension")
     dimension = first[1].shape[1]
+    if dimension == 0:
+        raise SearchIndexError(f"column {column!r}, row {first[0]}: empty vector")
     client.create_collection(
         physical,
         vectors_config=models.VectorParams(size=dimension, distance=metric),
@@ -553,6 +556,7 @@ class _Plan:
             raise SearchIndexError(
                 f"columns {missing} are not in the dataset; it has {dataset.column_names}"
             )
+        check_vector_column(dataset, column, embed)
         if ROW_KEY in payload_columns:
             raise SearchIndexError(
                 f"payload column {ROW_KEY!r} would overwrite the row position stored under "
