@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import pathlib
 import pickle
 
 import pytest
@@ -119,3 +120,19 @@ def test_an_s3_version_missing_a_shard_is_damaged_not_absent(seaweedfs, s3_bucke
     for opened in (stream, store.load(("day",), kind="IterableDataset")):
         with pytest.raises(LayoutError, match=r"data-00000.*: cannot read this shard of the str"):
             list(opened)
+
+
+@pytest.mark.parametrize("name", ["ds_assets.json", "state.json"])
+def test_a_damaged_json_document_is_named(store, name, tmp_path):
+    from ds_assets.storage.reader import LayoutError
+
+    store.save(("k",), small())
+    if isinstance(store, LocalStore):
+        (pathlib.Path(store.path(("k",))) / name).write_text("{not json")
+    else:
+        prefix = store.object_key(("k",))
+        manifest = store.manifest(("k",))
+        folder = prefix if name == "ds_assets.json" else f"{prefix}/v-{manifest.version}"
+        store.client.put_object(Bucket=store.bucket, Key=f"{folder}/{name}", Body=b"{not json")
+    with pytest.raises(LayoutError, match=rf"{name}: not a JSON document .* damaged"):
+        store.load(("k",))

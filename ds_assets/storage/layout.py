@@ -172,9 +172,22 @@ def write_json(
         json.dump(document, handle, indent=indent, sort_keys=sort_keys)
 
 
+class LayoutError(ValueError):
+    """A folder does not hold the layout expected (names the file and what was expected)."""
+
+
 def read_json(path: str) -> Any:
     with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+        return parse_json(handle.read(), path)
+
+
+def parse_json(text: str | bytes, where: str) -> Any:
+    """The JSON document `text` read from `where`; `LayoutError` naming it if it is not JSON."""
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        message = f"{where}: not a JSON document ({error}); the stored file is damaged"
+        raise LayoutError(message) from None
 
 
 @dataclass

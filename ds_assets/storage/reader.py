@@ -28,13 +28,10 @@ from ds_assets.storage.layout import (
     INFO_FILE,
     MANIFEST_FILE,
     STATE_FILE,
+    LayoutError,
     Manifest,
     read_json,
 )
-
-
-class LayoutError(ValueError):
-    """A folder does not hold the layout expected (names the file and what was expected)."""
 
 
 def default_cache_dir() -> str:

@@ -46,6 +46,7 @@ from ds_assets.storage.layout import (
     Manifest,
     bundle_part_folder,
     new_version,
+    parse_json,
 )
 from ds_assets.storage.reader import (
     LayoutError,
@@ -121,7 +122,7 @@ class S3Store(DatasetStore):
             response = self._call("a read", object_key, self.client.get_object, Key=object_key)
         except NotStoredError:
             return None
-        return json.loads(response["Body"].read())
+        return parse_json(response["Body"].read(), f"s3://{self.bucket}/{object_key}")
 
     def _put_json(self, object_key: str, document: Any) -> None:
         body = json.dumps(document, indent=2).encode()
