@@ -109,3 +109,18 @@ def test_qdrant_checks_the_vector_column_as_faiss_does(values, problem):
     dataset = Dataset.from_dict({"v": values})
     with pytest.raises(SearchIndexError, match=problem):
         qdrant.build(client, dataset, "q", column="v", version="1", batch_size=1)
+
+
+def test_filters_and_arguments_outside_the_index_are_named(tmp_path):
+    index = faiss.build(VECTORS, "v")
+    for rows in ([-1, 0], [3], [2**64]):
+        with pytest.raises(SearchIndexError, match=r"filter row position.* (not a row|below 3)"):
+            index.search([1.0, 2.0], filter=rows)
+    assert index.search([1.0, 2.0], k=3, filter=[2])[1] == [2]
+    with pytest.raises(FileNotFoundError, match=r"its folder does not exist"):
+        index.save(tmp_path / "missing" / "v.faiss")
+    client = QdrantClient(location=":memory:")
+    with pytest.raises(SearchIndexError, match=r"qdrant collection or alias 'nope' not found"):
+        qdrant.QdrantIndex(client, "nope").search([1.0, 2.0])
+    with pytest.raises(SearchIndexError, match=r"row_limit must be a non-negative integer"):
+        qdrant.QdrantIndex(client, "nope", row_limit=-1)

@@ -644,6 +644,8 @@ class ElasticsearchIndex(SearchIndex):
         row_limit: int | None = None,
     ):
         super().__init__(dataset)
+        if row_limit is not None:
+            check_count("row_limit", row_limit, minimum=0)
         self.client = client
         self.alias = alias
         self.text_columns = _as_columns(text_columns)

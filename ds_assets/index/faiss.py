@@ -144,6 +144,8 @@ class FaissIndex(SearchIndex):
         1
         """
         path = os.fspath(path)
+        if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise FileNotFoundError(f"{path}: its folder does not exist")
         temporary = os.path.join(
             os.path.dirname(os.path.abspath(path)),
             f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}",
@@ -529,7 +531,10 @@ def _parts(index: faiss.Index) -> Iterator[Any]:
 
 
 def _search_parameters(index: faiss.Index, filter: Any) -> faiss.SearchParameters:
-    selector = filter if isinstance(filter, faiss.IDSelector) else _row_selector(filter)
+    if isinstance(filter, faiss.IDSelector):
+        selector = filter
+    else:
+        selector = _row_selector(filter, index.ntotal)
     ivf = faiss.try_extract_index_ivf(index)
     hnsw = next((part.hnsw for part in _parts(index) if hasattr(part, "hnsw")), None)
     if ivf is not None:
@@ -542,7 +547,7 @@ def _search_parameters(index: faiss.Index, filter: Any) -> faiss.SearchParameter
     return params
 
 
-def _row_selector(filter: Any) -> faiss.IDSelector:
+def _row_selector(filter: Any, rows_indexed: int) -> faiss.IDSelector:
     if isinstance(filter, (set, frozenset)):
         filter = sorted(filter)
     if isinstance(filter, (str, bytes)) or not isinstance(filter, (Sequence, np.ndarray)):
@@ -550,10 +555,18 @@ def _row_selector(filter: Any) -> faiss.IDSelector:
             "a FAISS filter is a faiss.IDSelector or a sequence of allowed row positions, "
             f"got {type(filter).__name__}"
         )
+    if any(isinstance(row, int) and not -(2**63) <= row < 2**63 for row in filter):
+        raise SearchIndexError(f"filter row positions must be below {rows_indexed}")
     rows = np.asarray(filter)
     if rows.size and not np.issubdtype(rows.dtype, np.integer):
         raise SearchIndexError(f"filter row positions must be integers, got {rows.dtype}")
     rows = np.ascontiguousarray(rows, dtype=np.int64).ravel()
+    outside = rows[(rows < 0) | (rows >= rows_indexed)]
+    if outside.size:  # FAISS would just never match them: a caller's mistake, said here
+        raise SearchIndexError(
+            f"filter row position {int(outside[0])} is not a row of this index "
+            f"(0..{rows_indexed - 1})"
+        )
     selector = faiss.IDSelectorBatch(len(rows), faiss.swig_ptr(rows))
     selector.keep_alive = rows
     return selector

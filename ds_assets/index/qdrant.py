@@ -124,6 +124,8 @@ class QdrantIndex(SearchIndex):
         row_limit: int | None = None,
     ):
         super().__init__(dataset, embed)
+        if row_limit is not None:
+            check_count("row_limit", row_limit, minimum=0)
         self.client = client
         self.collection = collection_alias
         self.exact = exact
@@ -139,9 +141,13 @@ class QdrantIndex(SearchIndex):
         2
         """
         limit = self._limited(None)
-        return _once_more(
-            lambda: self.client.count(self.collection, count_filter=limit, exact=True).count
-        )
+        try:
+            return _once_more(
+                lambda: self.client.count(self.collection, count_filter=limit, exact=True).count
+            )
+        except Exception:
+            self._collection_info()  # a clearer error when the collection is not there
+            raise
 
     def describe(self) -> dict[str, Any]:
         """Count, dimension, distance, physical name and alias, and what `build` recorded
@@ -178,6 +184,7 @@ class QdrantIndex(SearchIndex):
         try:
             responses = _once_more(lambda: self._query(queries, k, query_filter))
         except Exception as error:
+            self._collection_info()  # a clearer error when the collection is not there
             mismatch = self._dimension_mismatch(queries)
             if mismatch:  # a clearer message when that is what went wrong
                 raise SearchIndexError(mismatch) from error
@@ -253,7 +260,12 @@ class QdrantIndex(SearchIndex):
     def _collection_info(self) -> tuple[str, models.CollectionInfo]:
         """The physical name behind the alias (or the name itself) and its collection info."""
         physical = _alias_target(self.client, self.collection) or self.collection
-        return physical, self.client.get_collection(physical)
+        try:
+            return physical, self.client.get_collection(physical)
+        except ValueError as error:  # local mode: "Collection ... not found"
+            raise SearchIndexError(
+                f"qdrant collection or alias {self.collection!r} not found ({error})"
+            ) from None
 
     def _dimension_mismatch(self, queries: np.ndarray) -> str | None:
         try:
