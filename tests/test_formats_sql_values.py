@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
-from datasets import List, Value
+from datasets import Json, List, Value
 
 from ds_assets.formats import sql
 
@@ -297,3 +297,12 @@ def test_sqlite_booleans_and_numbers_are_checked_as_stored(sqlite):
             connection.execute(sa.text(f"INSERT INTO {t} VALUES (2, 2, 1)"))
         with pytest.raises(ValueError, match=r"column 'b', row 1: cannot read 2"):
             sql.from_table(sqlite, t, order_by="id")
+
+
+def test_json_arrays_read_as_one_json_value_from_tables_and_queries(postgresql):
+    with scratch_table(
+        postgresql, "id int, docs jsonb[]", "(1, ARRAY['{\"a\": 1}', '[2]']::jsonb[]), (2, NULL)"
+    ) as table:
+        for dataset in both_readers(postgresql, table):
+            assert dataset.features["docs"] == Json()
+            assert rows_of(dataset) == [{"id": 1, "docs": [{"a": 1}, [2]]}, {"id": 2, "docs": None}]

@@ -462,6 +462,8 @@ def _feature_of_type(kind: Any, dialect: str) -> tuple[Any, Prepare | None, Any]
     to use when inference sees only NULLs) of a SQLAlchemy column type."""
     if isinstance(kind, postgresql.DOMAIN):
         kind = kind.data_type
+    if isinstance(kind, sa.ARRAY) and isinstance(kind.item_type, sa.JSON):
+        return Json(), json_text.dumps, None  # the array as one JSON value, as a query reads it
     if isinstance(kind, sa.ARRAY):
         item, prepare, _ = _feature_of_type(kind.item_type, dialect)
         if item is None:
@@ -583,6 +585,7 @@ _POSTGRESQL_TYPES: dict[int, Any] = {
     1115: sa.ARRAY(sa.DateTime()), 1185: sa.ARRAY(sa.DateTime(timezone=True)),
     1187: sa.ARRAY(sa.Interval()), 1231: sa.ARRAY(sa.Numeric()),
     1270: sa.ARRAY(sa.Time(timezone=True)), 2951: sa.ARRAY(sa.Uuid()),
+    199: sa.ARRAY(sa.JSON()), 3807: sa.ARRAY(sa.JSON()),
 }  # fmt: skip
 _POSTGRESQL_NUMERIC = 1700
 
