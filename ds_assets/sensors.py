@@ -74,6 +74,8 @@ def _ready_files(
     for entry in entries:
         if not pattern_matches(entry.name) or entry.name in skip:
             continue
+        if ready_marker and entry.name.endswith(ready_marker):
+            continue  # a marker, even where the pattern matches it (`*.tar*` and `.done`)
         signature = f"{entry.size}:{entry.stamp}"
         if ready_marker:
             complete = entry.name + ready_marker in names
@@ -108,7 +110,8 @@ def file_tick(
     after = cursor.get("after")
     finished = done | set(ready)
     for entry in entries:
-        if pattern_matches(entry.name) and entry.name not in finished:
+        marker = bool(ready_marker) and entry.name.endswith(ready_marker)
+        if pattern_matches(entry.name) and not marker and entry.name not in finished:
             break
         after = entry.name
     next_cursor = {
@@ -207,7 +210,7 @@ def new_files_sensor(
         description=f"new files matching {pattern!r} under {location}",
     )
     def _sensor(context: SensorEvaluationContext):
-        cursor = json.loads(context.cursor) if context.cursor else {}
+        cursor = _cursor(context, {"after": str, "pending": dict, "done": list})
         client = s3_client_of(getattr(context.resources, s3_resource_key)) if on_s3 else None
         try:
             ready, next_cursor = tick(context, cursor, client)
@@ -253,6 +256,36 @@ def new_range_keys(
         keys.append(range_key(after, row_range.high))
         after = row_range.high
     return keys, after
+
+
+def _cursor(context: SensorEvaluationContext, fields: dict[str, type]) -> dict[str, Any]:
+    """The sensor's cursor, checked to be the kind it writes (`fields`: key → type): a cursor
+    edited by hand, or left by another sensor of the same name, is an error that says how to
+    start over rather than a bare exception on every tick."""
+    if not context.cursor:
+        return {}
+    try:
+        cursor = json.loads(context.cursor)
+    except ValueError as error:
+        raise _bad_cursor(context, error) from None
+    if not isinstance(cursor, dict):
+        raise _bad_cursor(context, f"a JSON object was expected, not {type(cursor).__name__}")
+    for key, kind in fields.items():
+        if cursor.get(key) is not None and not isinstance(cursor[key], kind):
+            raise _bad_cursor(context, f"{key!r} is not a {kind.__name__}")
+    return cursor
+
+
+def _bad_cursor(context: SensorEvaluationContext, problem: Any) -> ValueError:
+    shown = context.cursor if len(context.cursor) <= 200 else context.cursor[:197] + "..."
+    try:
+        name = context.sensor_name
+    except Exception:  # a context built without a name (tests)
+        name = "(unnamed)"
+    return ValueError(
+        f"sensor {name}: its cursor {shown!r} is not one it writes ({problem}); "
+        "reset the cursor (Dagster UI: the sensor's page, Reset cursor) to start over"
+    )
 
 
 def settled_bound(
@@ -335,13 +368,22 @@ def new_rows_sensor(
     def _sensor(context: SensorEvaluationContext):
         from ds_assets.formats import sql
 
-        cursor = json.loads(context.cursor) if context.cursor else {}
-        last = parse_bound(cursor["high"]) if cursor.get("high") else None
+        cursor = _cursor(context, {"high": str, "seen": list})
+        try:
+            last = parse_bound(cursor["high"]) if "high" in cursor else None
+            seen = [[float(when), str(value)] for when, value in cursor.get("seen", [])]
+            [parse_bound(value) for _, value in seen]
+        except (TypeError, ValueError) as error:
+            raise _bad_cursor(context, error) from None
         engine = getattr(context.resources, sql_resource_key).get_engine()
         highest = sql.highest_cursor_value(engine, table, column, schema=schema)
-        through, seen = settled_bound(cursor.get("seen", []), highest, time.time(), settle_seconds)
+        through, seen = settled_bound(seen, highest, time.time(), settle_seconds)
         keys, high = [], last
-        if through is not None and (last is None or through > last):
+        try:
+            newer = through is not None and (last is None or through > last)
+        except TypeError as error:  # a cursor left by a column of another type
+            raise _bad_cursor(context, error) from None
+        if newer:
             keys, high = new_range_keys(
                 engine, table, column, after=last, through=through,
                 rows_per_partition=rows_per_partition, max_partitions=max_partitions_per_tick,

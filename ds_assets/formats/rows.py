@@ -27,13 +27,20 @@ def format_bound(value: Any) -> str:
 
     >>> format_bound(datetime.datetime(2026, 1, 2, 3, 4, tzinfo=datetime.timezone.utc))
     '2026-01-02T03:04:00+00:00'
+    >>> format_bound(decimal.Decimal("1E-7")), format_bound(decimal.Decimal("1E+2"))
+    ('0.0000001', '100.0')
     """
     if isinstance(value, bool) or value is None:
         raise ValueError(f"cursor value {value!r}: expected a number, date or timestamp")
     if isinstance(value, (datetime.date, datetime.datetime)):
         return value.isoformat()
-    if isinstance(value, (int, decimal.Decimal)):
+    if isinstance(value, int):
         return str(value)
+    if isinstance(value, decimal.Decimal):
+        # plain notation with a point: str() writes 1E-7 and 1E+5, which would parse back as
+        # a float and an int
+        text = format(value, "f")
+        return text if "." in text or not value.is_finite() else text + ".0"
     if isinstance(value, float):
         return repr(value)
     raise ValueError(

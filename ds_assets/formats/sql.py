@@ -279,12 +279,26 @@ def new_row_ranges(
                 high = connection.execute(sa.select(sa.func.max(column)).where(newer)).scalar()
                 if high is None:
                     break
+            if low is not None and not _above(high, low):
+                raise ValueError(
+                    f"{label}: column {cursor_column!r}: the database ranks the value {high!r} "
+                    f"above {low!r}, but they compare equal in Python (values stored in mixed "
+                    "formats, such as SQLite text dates with and without a 'T'?): the rows "
+                    "cannot be split into ranges by this column"
+                )
             count = sa.select(sa.func.count()).select_from(relation).where(newer, column <= high)
             ranges.append(RowRange(low, high, connection.execute(count).scalar_one()))
             if is_last:
                 break
             low = high
     return ranges
+
+
+def _above(high: Any, low: Any) -> bool:
+    try:
+        return bool(high > low)
+    except TypeError:
+        return True  # values Python cannot order: the database's order stands
 
 
 def highest_cursor_value(
