@@ -75,6 +75,10 @@ def start_seaweedfs(timeout: float = 60) -> SeaweedS3:
     access_key, secret_key = "ds-assets-test", "ds-assets-secret"
     env = dict(os.environ, AWS_ACCESS_KEY_ID=access_key, AWS_SECRET_ACCESS_KEY=secret_key)
     command = [binary, "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"]
+    # every test bucket is a collection with volumes of its own; by default their number is
+    # set from the free disk space, which ran out on a fuller disk (PutObject: InternalError).
+    # Volumes are not preallocated, so a fixed count of small ones reserves nothing.
+    command += ["-master.volumeSizeLimitMB=256", "-volume.max=500"]
     command += [f"-{flag}={port}" for flag, port in ports.items()]
     log = open(os.path.join(data_dir, "weed.log"), "w")  # noqa: SIM115 - lives with the process
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
