@@ -184,6 +184,8 @@ def test_streaming_interleave_equals_datasets(env):
         ({"probabilities": [1.2, -0.2]}, "probability of input right is -0.2"),
         ({"probabilities": [0.5, 0.6]}, "sum to 1.1"),
         ({"stopping_strategy": "never"}, "'never' is not one of"),
+        # an input never sampled is never exhausted: a stream run would never end
+        ({"probabilities": [1, 0], "stopping_strategy": "all_exhausted"}, r"0 for \['right'\]"),
     ],
 )
 def test_interleave_validation(kwargs, message):

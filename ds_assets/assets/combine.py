@@ -161,6 +161,14 @@ def interleave_asset(
             f"interleave_asset {name}: stopping_strategy {stopping_strategy!r} is not one of "
             f"{list(STOPPING_STRATEGIES)}"
         )
+    never = [key for key, p in zip(keys, probabilities or (), strict=False) if p == 0]
+    if never and stopping_strategy != "first_exhausted":
+        # an upstream never sampled is never exhausted: on streams the run would never end
+        raise DagsterInvalidDefinitionError(
+            f"interleave_asset {name}: probability 0 for {[k.to_user_string() for k in never]} "
+            f"with stopping_strategy {stopping_strategy!r}, which waits for every upstream to "
+            "be exhausted: it never is; drop that upstream or give it a probability"
+        )
     arguments = {
         "probabilities": probabilities, "seed": seed, "stopping_strategy": stopping_strategy,
     }  # fmt: skip
