@@ -459,3 +459,12 @@ def test_every_factory_passes_the_usual_asset_options():
         assert spec.tags["tier"] == "1" and spec.owners == ["team:ml"]
         assert spec.partitions_def == partitions and spec.automation_condition is not None
     assert all(dep.asset_key.path[0] != "team" for spec in specs for dep in spec.deps)
+
+
+def test_dict_inputs_with_the_same_splits_in_another_order_combine(env):
+    a = DatasetDict({"train": labelled(3), "test": labelled(2, offset=10)})
+    b = DatasetDict({"test": labelled(1, offset=20), "train": labelled(2, offset=30)})
+    run(env, source("a", a), source("b", b), concatenate_asset("ab", ["a", "b"]))
+    both = stored(env, "ab")
+    assert list(both) == ["train", "test"]  # the first input's order
+    assert both["train"]["id"] == [0, 1, 2, 30, 31] and both["test"]["id"] == [10, 11, 20]

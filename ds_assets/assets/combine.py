@@ -115,9 +115,9 @@ def _multi_input_asset(
         values = {key.to_user_string(): loaded[n] for n, key in zip(names, keys, strict=True)}
         kinds = {type(v) for v in values.values()}
         if kinds <= {DatasetDict, IterableDatasetDict}:
-            split_names = list(next(iter(values.values())))
+            split_names = list(next(iter(values.values())))  # the first input's order
             for key, value in values.items():
-                if list(value) != split_names:
+                if sorted(value) != sorted(split_names):  # stored dicts list splits sorted
                     raise DatasetOpError(
                         f"{op} {name}: input {key} has splits {list(value)}, expected "
                         f"{split_names} like the first input"
