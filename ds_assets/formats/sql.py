@@ -809,14 +809,9 @@ def _prepared(
     values: Sequence[Any], prepare: Prepare, converter: _Converter, first_row: int, label: str
 ) -> list[Any]:
     try:
-        return [None if value is None else prepare(value) for value in values]
-    except _PROCESSING_ERRORS:
-        for row, value in enumerate(values):
-            try:
-                None if value is None else prepare(value)
-            except _PROCESSING_ERRORS as error:
-                raise converter._error(label, first_row + row, value, error) from None
-        raise
+        return _applied(prepare, values)
+    except _ProcessingError as error:
+        raise converter._error(label, first_row + error.row, error.value, error.error) from None
 
 
 _NONE = type(None)
@@ -1082,14 +1077,17 @@ def _column(rows: Sequence[Sequence[Any]], index: int, processor: Prepare | None
     """The values of one column of `rows`, through the column type's result processing."""
     # one pass per column with itemgetter is several times faster than zip(*rows)
     values = list(map(itemgetter(index), rows))
-    if processor is None:
-        return values
+    return values if processor is None else _applied(processor, values)
+
+
+def _applied(function: Prepare, values: Sequence[Any]) -> list[Any]:
+    """`function` of each non-NULL value; `_ProcessingError` naming the first it refuses."""
     try:
-        return [None if value is None else processor(value) for value in values]
+        return [None if value is None else function(value) for value in values]
     except _PROCESSING_ERRORS:
         for row, value in enumerate(values):
             try:
-                None if value is None else processor(value)
+                None if value is None else function(value)
             except _PROCESSING_ERRORS as error:
                 raise _ProcessingError(row, value, error) from None
         raise
