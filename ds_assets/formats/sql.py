@@ -796,8 +796,7 @@ class _Converter:
         return _coercion_to(self.arrow_type)
 
     def _error(self, label: str, row: int, value: Any, error: Exception) -> ValueError:
-        shown = repr(value)
-        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        shown = _shown(value)
         return ValueError(
             f"{label}: column {self.name!r}, row {row}: cannot read {shown} "
             f"({type(value).__name__}) as {self.feature} ({error}){self.hint}; pass "
@@ -1080,6 +1079,12 @@ def _column(rows: Sequence[Sequence[Any]], index: int, processor: Prepare | None
     return values if processor is None else _applied(processor, values)
 
 
+def _shown(value: Any) -> str:
+    """`repr(value)`, cut to 80 characters for messages."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _applied(function: Prepare, values: Sequence[Any]) -> list[Any]:
     """`function` of each non-NULL value; `_ProcessingError` naming the first it refuses."""
     try:
@@ -1102,8 +1107,7 @@ class _ProcessingError(Exception):
         self.row, self.value, self.error = row, value, error
 
     def named(self, label: str, column: str, first_row: int) -> ValueError:
-        shown = repr(self.value)
-        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        shown = _shown(self.value)
         return ValueError(
             f"{label}: column {column!r}, row {first_row + self.row}: the value {shown} does "
             f"not fit the column's declared type ({type(self.error).__name__}: {self.error}); "
