@@ -17,3 +17,11 @@ def jitter(batch, scale=1.0):
 
 def shout_ids(batch):
     return {**batch, "id": [f"id {i}!" for i in batch["id"]]}
+
+
+def only_loud(batch):
+    return {"loud": [text.upper() for text in batch["text"]]}
+
+
+def count_columns(batch):
+    return {**batch, "seen": [len(batch)] * len(next(iter(batch.values())))}

@@ -21,6 +21,7 @@ from datasets import (
     IterableDatasetDict,
 )
 
+from ds_assets.ops.lazy import stored_chain
 from ds_assets.storage.batches import conform, dataset_batches, dataset_num_bytes, iterable_batches
 from ds_assets.storage.layout import (
     DATASET,
@@ -89,6 +90,12 @@ def write_layout(
         }
         target.put_json(DICT_FILE, {"splits": list(value)})
         first = next(iter(results.values()))
+        chains = {split: r.transforms for split, r in results.items()}
+        if any(chain != first.transforms for chain in chains.values()):
+            raise ValueError(
+                f"the splits carry different lazy transforms, which one store cannot "
+                f"apply: {chains}"
+            )
         manifest = Manifest(
             kind=kind,
             version=version,
@@ -96,6 +103,7 @@ def write_layout(
             num_bytes=sum(r.num_bytes for r in results.values()),
             num_shards=sum(r.num_shards for r in results.values()),
             splits={split: r.num_rows for split, r in results.items()},
+            transforms=first.transforms,
         )
         return SaveResult(
             manifest,
@@ -106,7 +114,14 @@ def write_layout(
     if isinstance(value, (Dataset, IterableDataset)):
         result = _write_one(value, target, "", version, limit)
         kind = DATASET if isinstance(value, Dataset) else ITERABLE_DATASET
-        manifest = Manifest(kind, version, result.num_rows, result.num_bytes, result.num_shards)
+        manifest = Manifest(
+            kind,
+            version,
+            result.num_rows,
+            result.num_bytes,
+            result.num_shards,
+            transforms=result.transforms,
+        )
         return SaveResult(manifest, result.features, result.preview)
     raise TypeError(f"got {type(value).__name__}, expected one of {SUPPORTED_TYPES}")
 
@@ -118,12 +133,18 @@ class _One:
     num_shards: int
     features: Features
     preview: pa.Table
+    transforms: list[dict]
 
 
 def _write_one(dataset, target, subdir, version, limit, split_name=None) -> _One:
     source = f"split {subdir!r}" if subdir else "dataset"
-    planned = None
+    planned, transforms = None, []
     if isinstance(dataset, Dataset):
+        # a lazily transformed dataset (or one derived from it) is stored as its Arrow data
+        # plus the chain, applied again on load; the chain's function goes nowhere near JSON
+        transforms = stored_chain(dataset)
+        if transforms:
+            dataset = dataset.with_format(None)
         features, batches = conform(dataset_batches(dataset), dataset.features, source)
         planned = plan_shard_rows(len(dataset), dataset_num_bytes(dataset), limit)
         info = dataset.info.copy()
@@ -167,6 +188,7 @@ def _write_one(dataset, target, subdir, version, limit, split_name=None) -> _One
         num_shards=len(stats),
         features=features,
         preview=preview.table(),
+        transforms=transforms,
     )
 
 
