@@ -103,8 +103,15 @@ class _DatasetIOManagerBase(ConfigurableIOManager):
             results = {"": self._save(context, store, key, obj)}
             location = store.uri(key)
             if _is_split_asset(context, key):
-                splits = store.update_split_index(key[:-1])
-                context.log.info(f"{store.uri(key[:-1])}/dataset_dict.json lists splits {splits}")
+                base = store.uri(key[:-1])
+                listed, left_out = store.update_split_index(key[:-1], _sibling_splits(context))
+                context.log.info(f"{base}/dataset_dict.json lists splits {listed}")
+                if left_out:
+                    context.log.warning(
+                        f"{base}: split folders {left_out} are no longer splits of this asset "
+                        "and are left out of dataset_dict.json (their data stays; delete them "
+                        "to free the space)"
+                    )
         context.add_output_metadata(output_metadata(results, location))
 
     def _save(
@@ -293,10 +300,22 @@ def _linked_upstream(store: DatasetStore, upstream: tuple[str, ...], partition: 
 def _is_split_asset(context: OutputContext, key: tuple[str, ...]) -> bool:
     if len(key) < 2:
         return False
-    flag = (context.definition_metadata or {}).get(SPLIT_METADATA_KEY)
+    flag = _split_flag(context)
     if flag is not None:
-        return bool(getattr(flag, "value", flag))
+        return bool(flag)
     return key[-1] in WELL_KNOWN_SPLITS
+
+
+def _split_flag(context: OutputContext) -> Any:
+    flag = (context.definition_metadata or {}).get(SPLIT_METADATA_KEY)
+    return getattr(flag, "value", flag)
+
+
+def _sibling_splits(context: OutputContext) -> list[str] | None:
+    """Every split of the asset's dict, when its definition names them (`split_assets` does):
+    the split index then lists those only, not a split folder left by an older definition."""
+    flag = _split_flag(context)
+    return list(flag) if isinstance(flag, (list, tuple)) else None
 
 
 def _requested(context: InputContext) -> tuple[str | None, bool]:

@@ -86,6 +86,23 @@ def test_three_splits_by_count_are_disjoint_and_complete(env):
     assert sorted(ids) == list(range(50))
 
 
+def test_fewer_splits_leave_the_old_split_out_of_the_dict(env):
+    instance, io_manager, data = env
+    raw = source("raw", labelled(10))
+    run(env, raw, split_assets("ds", "raw", {"train": 6, "validation": 2, "test": 2}, seed=0))
+    result = run(env, raw, split_assets("ds", "raw", {"train": 8, "test": 2}, seed=0))
+    loaded = stored(env, "ds")
+    assert {name: len(split) for name, split in loaded.items()} == {"train": 8, "test": 2}
+    assert sorted(loaded["train"]["id"][:] + loaded["test"]["id"][:]) == list(range(10))
+    warnings = [
+        event.message
+        for event in instance.all_logs(result.run_id)
+        if "no longer splits" in (event.message or "")
+    ]
+    assert warnings and "['validation']" in warnings[0]
+    assert (data / "ds" / "validation").is_dir()
+
+
 def test_dataset_dict_upstream_fans_out(env):
     upstream = DatasetDict(train=labelled(5), test=labelled(2))
     run(env, source("raw", upstream), split_assets("ds", "raw", {"train": 1, "test": 1}))

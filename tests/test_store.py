@@ -190,12 +190,21 @@ def test_mismatched_stream_names_batch_and_columns(store):
 def test_split_index_lists_materialized_splits(store):
     store.save(("mnist", "train"), table_dataset(4))
     store.save(("mnist", "test"), table_dataset(2))
-    assert store.update_split_index(("mnist",)) == ["test", "train"]
+    assert store.update_split_index(("mnist",)) == (["test", "train"], [])
     loaded = store.load(("mnist",))
     assert {name: len(split) for name, split in loaded.items()} == {"test": 2, "train": 4}
     if isinstance(store, LocalStore):
         reference = datasets.load_from_disk(str(store.path(("mnist",))))
         assert sorted(reference) == ["test", "train"]
+
+
+def test_split_index_lists_only_the_named_splits_in_their_order(store):
+    for name, rows in (("train", 4), ("test", 2), ("validation", 1)):
+        store.save(("mnist", name), table_dataset(rows))
+    named = ["train", "test", "unstored"]
+    assert store.update_split_index(("mnist",), named) == (["train", "test"], ["validation"])
+    assert list(store.load(("mnist",))) == ["train", "test"]
+    assert store.exists(("mnist", "validation"))  # left out of the index, never deleted
 
 
 def test_iterable_dataset_dict_roundtrip(store):

@@ -136,7 +136,8 @@ def split_assets(
     prefix = key_prefix_parts(asset_options.pop("key_prefix", None))
     arguments = {"splits": splits, "seed": seed, "stratify_by_column": stratify_by_column}
     description = asset_options.pop("description", None) or describe("split", arguments)
-    metadata = {**asset_options.pop("metadata", {}), SPLIT_METADATA_KEY: True}
+    # the IO manager lists exactly these splits in dataset_dict.json
+    metadata = {**asset_options.pop("metadata", {}), SPLIT_METADATA_KEY: list(splits)}
     shared = {
         k: asset_options.pop(k)
         for k in ("group_name", "tags", "owners", "automation_condition")

@@ -89,8 +89,13 @@ class DatasetStore(ABC):
         """Where `key` lives: a local path or an `s3://` URI."""
 
     @abstractmethod
-    def update_split_index(self, key: Sequence[str]) -> list[str]:
-        """Rewrite `<key>/dataset_dict.json` to list the split datasets stored below `key`."""
+    def update_split_index(
+        self, key: Sequence[str], splits: Sequence[str] | None = None
+    ) -> tuple[list[str], list[str]]:
+        """Rewrite `<key>/dataset_dict.json` to list the split datasets stored below `key`:
+        those named in `splits` (the splits the dict is made of now), every one when None.
+        Returns (listed, left out): a split stored before but no longer named stays on disk,
+        unlisted, so `load_from_disk` gives the dict as defined now."""
 
     @abstractmethod
     def _open(self, key: tuple[str, ...], streaming: bool) -> Dataset | IterableDataset:

@@ -97,6 +97,21 @@ def check_path_part(part: str) -> str:
     return part
 
 
+def split_index(
+    stored: Sequence[str], splits: Sequence[str] | None
+) -> tuple[list[str], list[str]]:
+    """(listed, left out) of the `stored` split folders for `dataset_dict.json`: those named in
+    `splits`, in that order, or every one (sorted) when `splits` is None.
+
+    >>> split_index(["test", "train", "validation"], ["train", "test"])
+    (['train', 'test'], ['validation'])
+    """
+    if splits is None:
+        return sorted(stored), []
+    present = set(stored)
+    return [s for s in splits if s in present], sorted(present - set(splits))
+
+
 def check_split_name(name: str) -> str:
     """Return split name `name` if it can be a split's folder, else raise naming it.
 

@@ -20,6 +20,7 @@ from ds_assets.storage.layout import (
     detect_kind,
     new_version,
     read_json,
+    split_index,
     write_json,
 )
 from ds_assets.storage.reader import (
@@ -161,23 +162,26 @@ class LocalStore(DatasetStore):
     def _split_names(self, key):
         return read_split_names(self.path(key))
 
-    def update_split_index(self, key: Sequence[str]) -> list[str]:
+    def update_split_index(
+        self, key: Sequence[str], splits: Sequence[str] | None = None
+    ) -> tuple[list[str], list[str]]:
         """List the split folders below `key` in `dataset_dict.json` (under a file lock)."""
         folder = self.path(key)
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, f".{DICT_FILE}.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            splits = sorted(
+            stored = sorted(
                 entry.name
                 for entry in os.scandir(folder)
                 if entry.is_dir()
                 and not entry.name.startswith(".")
                 and os.path.isfile(os.path.join(entry.path, STATE_FILE))
             )
+            listed, left_out = split_index(stored, splits)
             temp = os.path.join(folder, f".{DICT_FILE}.tmp")
-            write_json(temp, {"splits": splits}, indent=None)
+            write_json(temp, {"splits": listed}, indent=None)
             os.replace(temp, os.path.join(folder, DICT_FILE))
-        return splits
+        return listed, left_out
 
 
 def _link_tree(source: str, target: str, repeat: int = 1) -> None:

@@ -47,6 +47,7 @@ from ds_assets.storage.layout import (
     bundle_part_folder,
     new_version,
     parse_json,
+    split_index,
 )
 from ds_assets.storage.reader import (
     LayoutError,
@@ -511,18 +512,21 @@ class S3Store(DatasetStore):
             state.get("_split"),
         )
 
-    def update_split_index(self, key: Sequence[str]) -> list[str]:
+    def update_split_index(
+        self, key: Sequence[str], splits: Sequence[str] | None = None
+    ) -> tuple[list[str], list[str]]:
         """List the split datasets stored below `key` in `<key>/dataset_dict.json`."""
         base = self.object_key(key) + "/"
-        splits = sorted(
+        stored = sorted(
             common["Prefix"][len(base) :].rstrip("/")
             for page in self._list(base, delimiter="/")
             for common in page.get("CommonPrefixes", [])
             if not common["Prefix"][len(base) :].startswith(_VERSION_MARK)
         )
-        splits = [s for s in splits if self.manifest((*self.check_key(key), s)) is not None]
-        self._put_json(base + DICT_FILE, {"splits": splits})
-        return splits
+        stored = [s for s in stored if self.manifest((*self.check_key(key), s)) is not None]
+        listed, left_out = split_index(stored, splits)
+        self._put_json(base + DICT_FILE, {"splits": listed})
+        return listed, left_out
 
 
 @dataclasses.dataclass(frozen=True)
