@@ -108,9 +108,7 @@ def test_map_filter_and_split_of_a_lazy_asset_store_with_its_transform(env):
                       ("train", ("parts", "train")), ("test", ("parts", "test"))]:  # fmt: skip
         stored, wanted = load(env, *key), expected[name]
         assert stored[:] == wanted[:], name  # the transform runs on load, as in memory
-        assert [t["transform"] for t in LocalStore(str(env[2])).manifest(key).transforms] == [
-            SHOUT
-        ]
+        assert [t["transform"] for t in LocalStore(str(env[2])).manifest(key).transforms] == [SHOUT]
     assert load(env, "kept")[:]["loud"] == ["A", "BB", "CCC", "DD"]
 
 

@@ -97,9 +97,7 @@ def check_path_part(part: str) -> str:
     return part
 
 
-def split_index(
-    stored: Sequence[str], splits: Sequence[str] | None
-) -> tuple[list[str], list[str]]:
+def split_index(stored: Sequence[str], splits: Sequence[str] | None) -> tuple[list[str], list[str]]:
     """(listed, left out) of the `stored` split folders for `dataset_dict.json`: those named in
     `splits`, in that order, or every one (sorted) when `splits` is None.
 
