@@ -103,6 +103,27 @@ def test_fewer_splits_leave_the_old_split_out_of_the_dict(env):
     assert (data / "ds" / "validation").is_dir()
 
 
+def test_split_names_take_the_splits_of_a_dataset_dict_in_their_order(env):
+    upstream = DatasetDict(train=labelled(5), validation=labelled(3), test=labelled(2))
+    run(env, source("raw", upstream), split_assets("ds", "raw", ["validation", "train"]))
+    loaded = stored(env, "ds")
+    assert list(loaded) == ["validation", "train"]
+    assert rows(loaded["validation"]) == rows(upstream["validation"])
+
+
+def test_split_names_on_a_dataset_upstream_ask_for_sizes(env):
+    instance, io_manager, _ = env
+    result = materialize(
+        [source("raw", labelled(5)), split_assets("ds", "raw", ["train", "test"])],
+        resources={"io_manager": io_manager},
+        instance=instance,
+        raise_on_error=False,
+    )
+    assert not result.success
+    error = str(result.failure_data_for_node("ds__splits").error)
+    assert "is a Dataset" in error and "give sizes" in error
+
+
 def test_dataset_dict_upstream_fans_out(env):
     upstream = DatasetDict(train=labelled(5), test=labelled(2))
     run(env, source("raw", upstream), split_assets("ds", "raw", {"train": 1, "test": 1}))
@@ -120,6 +141,12 @@ def test_dataset_dict_upstream_fans_out(env):
         ({"train": 0.8, "test": -0.1}, "must lie in"),
         ({"train": 10, "test": 0}, "must be positive"),
         ({"train": 0.5, "test": 5}, "all as row counts"),
+        (["train", "train"], "distinct split names"),
+        ([], "distinct split names"),
+        ("train", "list of split names"),
+        (["../x"], "cannot be a folder name"),
+        ({"../x": 0.5, "y": 0.5}, "cannot be a folder name"),
+        ([1], "is not a string"),
     ],
 )
 def test_split_validation(splits, message):

@@ -8,7 +8,7 @@ stratification holds for every split.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dagster import (
@@ -31,12 +31,20 @@ from ds_assets.assets.common import (
 )
 from ds_assets.assets.transforms import DatasetOpError
 from ds_assets.ops.lazy import SplitOf
+from ds_assets.storage.layout import check_split_name
 
 SPLIT_METADATA_KEY = "ds_assets/split"
 
 
-def validate_splits(name: str, splits: Mapping[str, float | int]) -> dict[str, float | int]:
-    """Check split sizes: all fractions in (0, 1] summing to at most 1, or all positive counts."""
+def validate_splits(
+    name: str, splits: Mapping[str, float | int] | Sequence[str]
+) -> dict[str, float | int] | list[str]:
+    """Check split sizes: all fractions in (0, 1] summing to at most 1, or all positive counts;
+    or split names alone (to fan out a `DatasetDict`): distinct, each a valid folder name."""
+    if not isinstance(splits, Mapping):
+        return _validate_names(name, splits)
+    for split in splits:
+        _check_name(name, split)
     if len(splits) < 2:
         raise DagsterInvalidDefinitionError(f"split_assets {name}: give at least two splits")
     values = list(splits.values())
@@ -59,6 +67,29 @@ def validate_splits(name: str, splits: Mapping[str, float | int]) -> dict[str, f
         f"split_assets {name}: give all splits as fractions (floats) or all as row counts "
         f"(ints), got {dict(splits)}"
     )
+
+
+def _validate_names(name: str, splits: Any) -> list[str]:
+    if isinstance(splits, (str, bytes)) or not isinstance(splits, Sequence):
+        raise DagsterInvalidDefinitionError(
+            f"split_assets {name}: splits are a dict of sizes ({{'train': 0.8, 'test': 0.2}}) or "
+            f"a list of split names to take from a DatasetDict, got {splits!r}"
+        )
+    names = [_check_name(name, split) for split in splits]
+    if not names or len(set(names)) != len(names):
+        raise DagsterInvalidDefinitionError(
+            f"split_assets {name}: give distinct split names, got {list(splits)}"
+        )
+    return names
+
+
+def _check_name(name: str, split: Any) -> str:
+    try:
+        if not isinstance(split, str):
+            raise ValueError(f"split name {split!r} is not a string")
+        return check_split_name(split)
+    except ValueError as error:
+        raise DagsterInvalidDefinitionError(f"split_assets {name}: {error}") from None
 
 
 def split_dataset(
@@ -114,7 +145,7 @@ def _counts(total: int, splits: Mapping[str, float | int]) -> list[int]:
 def split_assets(
     name: str,
     upstream: Upstream,
-    splits: Mapping[str, float | int] | None = None,
+    splits: Mapping[str, float | int] | Sequence[str] | None = None,
     *,
     seed: int | None = None,
     stratify_by_column: str | None = None,
@@ -124,14 +155,17 @@ def split_assets(
 
     Equal to `train_test_split` for two splits; `datasets.load_from_disk("<base>/<name>")`
     opens the `DatasetDict` of all materialized splits. An upstream that is already a
-    `DatasetDict` fans out into its own splits (give `splits` as None, or the names to keep).
+    `DatasetDict` fans out into its own splits, linked, not copied: give the names to take
+    (`["train", "validation", "test"]`); sizes, or None (`train` and `test`), work too.
 
     >>> train, test = split_assets("reviews", "raw_reviews", seed=0).keys
     >>> sorted(key.to_user_string() for key in (train, test))
     ['reviews/test', 'reviews/train']
+    >>> sorted(k.to_user_string() for k in split_assets("glue", "raw_glue", ["train", "dev"]).keys)
+    ['glue/dev', 'glue/train']
     """
     key = upstream_key(upstream)
-    splits = validate_splits(name, splits or {"train": 0.8, "test": 0.2})
+    splits = validate_splits(name, {"train": 0.8, "test": 0.2} if splits is None else splits)
     asset_options = split_options(options, "split_assets")
     prefix = key_prefix_parts(asset_options.pop("key_prefix", None))
     arguments = {"splits": splits, "seed": seed, "stratify_by_column": stratify_by_column}
@@ -172,6 +206,12 @@ def split_assets(
                 )
             # the stored splits are linked, not copied
             parts = {split: SplitOf(upstream=tuple(key.path), split=split) for split in splits}
+        elif isinstance(dataset, Dataset) and not isinstance(splits, dict):
+            raise DatasetOpError(
+                f"split_assets {name}: upstream {key.to_user_string()} is a Dataset; split names "
+                f"alone {splits} take the splits of a DatasetDict: give sizes to cut a Dataset "
+                "(e.g. {'train': 0.8, 'test': 0.2})"
+            )
         elif isinstance(dataset, Dataset):
             parts = split_dataset(dataset, splits, seed, stratify_by_column)
         else:
