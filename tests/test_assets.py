@@ -463,6 +463,15 @@ def test_partitioned_transform_follows_its_upstream_partition(env):
     assert datasets.load_from_disk(str(data / "doubled" / "y"))["id"][:] == [0, 2, 4, 6, 8]
 
 
+def test_streams_with_their_columns_in_another_order_concatenate(env):
+    first = Dataset.from_dict({"x": [1, 2], "y": ["a", "b"]})
+    second = Dataset.from_dict({"y": ["c"], "x": [3]})
+    run(env, source("first", first.to_iterable_dataset()),
+        source("second", second.to_iterable_dataset()),
+        concatenate_asset("both", ["first", "second"]))  # fmt: skip
+    assert stored(env, "both")[:] == datasets.concatenate_datasets([first, second])[:]
+
+
 def test_concatenate_streams_equals_datasets(env):
     first, second = labelled(700), labelled(300, offset=1_000)
     run(env, source("first", first.to_iterable_dataset(num_shards=2)),

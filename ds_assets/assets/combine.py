@@ -209,6 +209,8 @@ def concatenate_asset(
     def combine(values: list[Any]) -> Any:
         # rows: the first input's info; columns: `datasets` merges the infos of all inputs
         info = values[0].info if axis == 0 else None
+        if axis == 0:
+            values = [values[0], *(_columns_like(values[0], value) for value in values[1:])]
         return datasets.concatenate_datasets(values, info=info, axis=axis)
 
     def check(values: dict[str, Any]) -> None:
@@ -234,3 +236,13 @@ def concatenate_asset(
     return _multi_input_asset(
         "concatenate", name, upstreams, combine, check, {"axis": axis}, options
     )
+
+
+def _columns_like(first: Any, value: Any) -> Any:
+    """`value` with its columns in the order of `first`: a stream of the same columns in
+    another order fails in Arrow while its batches are joined (`datasets` aligns map-style
+    datasets itself)."""
+    order = first.column_names
+    if isinstance(value, IterableDataset) and order and value.column_names != order:
+        return value.select_columns(order)
+    return value
