@@ -193,6 +193,42 @@ def test_code_version_follows_the_function():
     assert 'lambda row: {"x": 1}' in first.descriptions_by_key[first.key]
 
 
+def test_lambdas_on_one_line_get_their_own_description_and_version():
+    low, high = [filter_asset(n, "raw", f) for n, f in (("low", lambda r: r["id"] < 2), ("high", lambda r: r["id"] > 2))]  # fmt: skip  # noqa: E501
+    assert low.descriptions_by_key[low.key].startswith('`filter` of `lambda r: r["id"] < 2`\n')
+    assert high.descriptions_by_key[high.key].startswith('`filter` of `lambda r: r["id"] > 2`\n')
+    assert low.code_versions_by_key[low.key] != high.code_versions_by_key[high.key]
+    spread = map_asset("spread", "raw", lambda r: {"pair": (r["id"],
+                                                            r["id"] * 2)})  # fmt: skip
+    assert '{"pair": (r["id"], r["id"] * 2)}`' in spread.descriptions_by_key[spread.key]
+
+
+@pytest.mark.parametrize(
+    ("factory", "arguments", "message"),
+    [
+        (map_asset, {"fn": "upper"}, "must be callable, got 'upper'"),
+        (filter_asset, {"predicate": None}, "must be callable, got None"),
+        (map_asset, {"fn": str.upper, "num_proc": -1}, "num_proc must be"),
+        (filter_asset, {"predicate": bool, "num_proc": 2.5}, "num_proc must be"),
+        (map_asset, {"fn": str.upper, "num_proc": True}, "num_proc must be"),
+    ],
+)
+def test_function_and_num_proc_are_checked_when_defined(factory, arguments, message):
+    with pytest.raises(DagsterInvalidDefinitionError, match=message):
+        factory("bad", "raw", **arguments)
+
+
+def test_map_declares_the_output_features(env):
+    features = Features({"id": Value("int32"), "label": ClassLabel(names=["a", "b", "c"])})
+    for name, upstream in (("raw", labelled(4)), ("raw_stream", labelled(4).to_iterable_dataset())):
+        narrowed = map_asset(
+            f"{name}_narrow", name, lambda r: {"id": r["id"] + 1}, features=features
+        )
+        run(env, source(name, upstream), narrowed)
+        narrow = stored(env, f"{name}_narrow")
+        assert narrow.features == features and narrow["id"][:] == [1, 2, 3, 4]
+
+
 @pytest.mark.parametrize("strategy", ["first_exhausted", "all_exhausted"])
 def test_interleave_equals_datasets(env, strategy):
     left, right = labelled(30), labelled(12, offset=100)

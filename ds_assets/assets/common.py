@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
 import inspect
 import json
+import linecache
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -88,7 +91,19 @@ def key_prefix_parts(key_prefix: str | Sequence[str] | None) -> list[str]:
 
 
 def callable_source(function: Callable) -> str:
-    """The source of a callable, or its import path and bytecode when there is no source."""
+    """The source of a callable, or its import path and bytecode when there is no source.
+
+    A lambda's source is the lambda alone, not the line around it, so that two lambdas on one
+    line get their own description and code version.
+
+    >>> pair = [lambda row: row["x"] > 1, lambda row: row["x"] > 2]
+    >>> [callable_source(f) for f in pair]
+    ['lambda row: row["x"] > 1', 'lambda row: row["x"] > 2']
+    """
+    if getattr(function, "__name__", None) == "<lambda>":
+        text = _lambda_source(function)
+        if text is not None:
+            return text
     try:
         return inspect.getsource(function)
     except (OSError, TypeError):
@@ -125,7 +140,38 @@ def describe(op: str, arguments: Mapping[str, Any], function: Callable | None = 
     return " ".join(parts)
 
 
+def _lambda_source(function: Callable) -> str | None:
+    """The text of this very lambda: among the lambdas of its first line in its file, the one
+    whose body spans what its code's positions say (None when that cannot be told)."""
+    code = getattr(function, "__code__", None)
+    try:
+        source = "".join(linecache.getlines(inspect.getsourcefile(function) or ""))
+        tree = _parsed(source)
+    except (OSError, TypeError, SyntaxError, ValueError):
+        return None
+    if code is None or tree is None:
+        return None
+    positions = set(code.co_positions())
+    matches = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Lambda)
+        and node.lineno == code.co_firstlineno
+        and (node.body.lineno, node.body.end_lineno, node.body.col_offset,
+             node.body.end_col_offset) in positions
+    ]  # fmt: skip
+    return ast.get_source_segment(source, matches[0]) if len(matches) == 1 else None
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed(source: str) -> ast.Module | None:
+    return ast.parse(source) if source else None
+
+
 def _lambda_text(function: Callable) -> str:
+    exact = _lambda_source(function)
+    if exact is not None:
+        return " ".join(exact.split())
     source = callable_source(function).strip()
     start = source.find("lambda")
     return source[start:].rstrip(",)") if start >= 0 else None

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from dagster import AssetIn, AssetsDefinition, DagsterInvalidDefinitionError, asset
-from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+from datasets import Dataset, DatasetDict, Features, IterableDataset, IterableDatasetDict
 
 from ds_assets.assets.common import Upstream, code_version, describe, split_options, upstream_key
 from ds_assets.ops.lazy import LazyTransform, Repeated, import_path
@@ -97,6 +97,17 @@ def _method_asset(
     `num_proc` only goes to map-style datasets (streams have no such option); the description
     and code version show the options that differ from their defaults.
     """
+    if not callable(function):
+        raise DagsterInvalidDefinitionError(
+            f"{method}_asset {name}: the function must be callable, got {function!r}"
+        )
+    if num_proc is not None and (
+        isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 0
+    ):
+        raise DagsterInvalidDefinitionError(
+            f"{method}_asset {name}: num_proc must be a number of processes (0 or None: no "
+            f"worker processes), got {num_proc!r}"
+        )
 
     def operation(dataset):
         extra = {"num_proc": num_proc} if isinstance(dataset, Dataset) else {}
@@ -121,13 +132,15 @@ def map_asset(
     input_columns: str | list[str] | None = None,
     remove_columns: str | list[str] | None = None,
     fn_kwargs: dict | None = None,
+    features: Features | None = None,
     num_proc: int | None = None,
     **options: Any,
 ) -> AssetsDefinition:
     """An asset that is `upstream.map(fn, ...)`, split by split for a DatasetDict.
 
     Any callable works, lambdas included; its source and the arguments make the asset's
-    `code_version`, so editing the function marks the asset stale.
+    `code_version`, so editing the function marks the asset stale. `features` declares the
+    output's Features, as in `Dataset.map` (on streams, it saves inferring them).
 
     >>> lowered = map_asset("lowered", "reviews", lambda row: {"text": row["text"].lower()})
     >>> lowered.key.path
@@ -136,6 +149,7 @@ def map_asset(
     call_options = {
         "batched": batched, "batch_size": batch_size, "with_indices": with_indices,
         "input_columns": input_columns, "remove_columns": remove_columns, "fn_kwargs": fn_kwargs,
+        "features": features,
     }  # fmt: skip
     return _method_asset("map", name, upstream, fn, splits, call_options, num_proc, options)
 
