@@ -282,6 +282,16 @@ def test_append_refuses_an_id_an_earlier_row_has_and_leaves_it_alone(client, ali
     assert index.count() == 2 and index.search("apple", k=1)[1] == [0]
 
 
+def test_append_names_a_text_column_the_new_rows_lack(client, alias):
+    es_index.build(client, Dataset.from_dict({"text": ["apple"]}), alias, ["text"], version="v1")
+    renamed = Dataset.from_dict({"body": ["cherry"]})
+    with pytest.raises(
+        SearchIndexError, match=r"text column 'text' is not in the dataset \['body'\]"
+    ):
+        es_index.append(client, renamed, alias, ["text"], row_offset=1)
+    assert ElasticsearchIndex(client, alias, ["text"]).count() == 1
+
+
 def test_duplicate_ids_are_named_and_nothing_is_left_behind(client, alias):
     dataset = Dataset.from_dict({"key": ["a", "b", "c", "b"], "text": ["w", "x", "y", "z"]})
     with pytest.raises(BulkLoadError, match=r"row 3 \(id 'b'\): version_conflict.*must be unique"):

@@ -552,6 +552,7 @@ def append(
     check_count("row_offset", row_offset, minimum=0)
     check_count("chunk_size", chunk_size)
     _check_columns(dataset, id_column)
+    _check_text_columns(dataset.features, text_columns)
     behind = _indices_behind(client, index)
     if len(behind) != 1 or (physical is not None and behind != [physical]):
         wanted = repr(physical) if physical else "one index made by build()"

@@ -170,7 +170,7 @@ def apply_transforms(value: Any, transforms: Sequence[Mapping[str, Any]]) -> Any
 
     >>> ds = apply_transforms(Dataset.from_dict({"n": [1, 2]}), [{"transform": "builtins:dict"}])
     >>> ds[0], ds.format["type"]
-    ({'n': [1]}, 'custom')
+    ({'n': 1}, 'custom')
     """
     if not transforms:
         return value
