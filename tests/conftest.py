@@ -29,6 +29,15 @@ def instance(tmp_path):
         yield dagster_instance
 
 
+@pytest.fixture
+def env(instance, tmp_path):
+    """(Dagster instance, a local DatasetIOManager, its data folder) for asset tests."""
+    from resources import DatasetIOManager
+
+    data = tmp_path / "data"
+    return instance, DatasetIOManager(base_dir=str(data)), data
+
+
 @pytest.fixture(scope="session")
 def seaweedfs():
     """One real S3 server (SeaweedFS) for the whole test session."""

@@ -7,7 +7,7 @@ import textwrap
 
 import datasets
 import pytest
-from dagster import DagsterInstance, DagsterInvalidDefinitionError, asset, materialize
+from dagster import DagsterInvalidDefinitionError, asset, materialize
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from ds_assets import (
@@ -19,7 +19,6 @@ from ds_assets import (
     repeat_asset,
     split_assets,
 )
-from resources import DatasetIOManager
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FEATURES = Features({"id": Value("int64"), "label": ClassLabel(names=["a", "b", "c"])})
@@ -28,14 +27,6 @@ FEATURES = Features({"id": Value("int64"), "label": ClassLabel(names=["a", "b", 
 def labelled(rows: int, offset: int = 0) -> Dataset:
     ids = list(range(offset, offset + rows))
     return Dataset.from_dict({"id": ids, "label": [i % 3 for i in ids]}, features=FEATURES)
-
-
-@pytest.fixture
-def env(tmp_path):
-    home = tmp_path / "home"
-    home.mkdir()
-    with DagsterInstance.local_temp(str(home)) as instance:
-        yield instance, DatasetIOManager(base_dir=str(tmp_path / "data")), tmp_path / "data"
 
 
 def source(name: str, dataset) -> object:

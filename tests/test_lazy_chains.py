@@ -3,25 +3,16 @@ eager ops (map, filter, split...) over a lazily transformed dataset store their 
 the chain, as `datasets` keeps the transform in memory."""
 
 import pytest
-from dagster import DagsterInstance, asset, materialize
+from dagster import asset, materialize
 from datasets import Dataset, IterableDataset
 
 from ds_assets import filter_asset, lazy_transform_asset, map_asset, split_assets
 from ds_assets.ops.lazy import LazyTransformError, apply_transforms
 from ds_assets.storage import LocalStore
-from resources import DatasetIOManager
 from tests.transforms_for_tests import count_columns, only_loud, shout
 
 RAW = Dataset.from_dict({"text": ["a", "bb", "ccc", "dd", "e"], "x": [1, 2, 3, 4, 5]})
 SHOUT = "tests.transforms_for_tests:shout"
-
-
-@pytest.fixture
-def env(tmp_path):
-    home = tmp_path / "home"
-    home.mkdir()
-    with DagsterInstance.local_temp(str(home)) as instance:
-        yield instance, DatasetIOManager(base_dir=str(tmp_path / "data")), tmp_path / "data"
 
 
 def source():

@@ -104,6 +104,10 @@ def callable_source(function: Callable) -> str:
         text = _lambda_source(function)
         if text is not None:
             return text
+    return _plain_source(function)
+
+
+def _plain_source(function: Callable) -> str:
     try:
         return inspect.getsource(function)
     except (OSError, TypeError):
@@ -172,6 +176,6 @@ def _lambda_text(function: Callable) -> str:
     exact = _lambda_source(function)
     if exact is not None:
         return " ".join(exact.split())
-    source = callable_source(function).strip()
+    source = _plain_source(function).strip()
     start = source.find("lambda")
     return source[start:].rstrip(",)") if start >= 0 else None
