@@ -93,3 +93,17 @@ def sqlite(tmp_path):
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'test.db'}")
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(params=["compiled", "python"])
+def xml_tree_walker(request, monkeypatch):
+    """The XML tree path's row conversion: compiled (`ds_assets/formats/_xmltree.pyx`, which
+    must be built: `make install` builds it) or the Python code it stands for."""
+    from ds_assets.formats import xml
+
+    if request.param == "compiled":
+        assert xml._WALKER is not None, "ds_assets.formats._xmltree is not built, or refused"
+    else:
+        monkeypatch.setattr(xml, "_WALKER", None)
+        monkeypatch.setenv("DS_ASSETS_XML_COMPILED", "0")  # for the tests' fresh processes
+    return request.param

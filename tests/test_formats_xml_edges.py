@@ -16,6 +16,8 @@ from ds_assets.formats import xml
 from ds_assets.formats.output import remove_stale_outputs
 from ds_assets.formats.xml import XMLError
 
+pytestmark = pytest.mark.usefixtures("xml_tree_walker")  # both row converters
+
 STRING = Features({"a": Value("string")})
 
 

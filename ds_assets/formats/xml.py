@@ -851,6 +851,26 @@ class _Converter:
         raise XMLError(self.source, problem, line=child.sourceline, row=self.index)
 
 
+def _compiled_walker() -> Any:
+    """`ds_assets.formats._xmltree.Walker`, `_Converter.struct` compiled, if it is built, reads
+    this lxml's tree as lxml does and `DS_ASSETS_XML_COMPILED` is not `0`; else None."""
+    if os.environ.get("DS_ASSETS_XML_COMPILED") == "0":
+        return None
+    try:
+        from ds_assets.formats import _xmltree
+    except ImportError:
+        return None
+    _xmltree.configure(_AttributeList, _UNKNOWN, etree._Element)
+    sample = etree.fromstring(
+        b'<r xmlns:p="urn:p" a="1" p:b="x&amp;y">t<![CDATA[u]]><c/>w<p:d/></r>'
+    )
+    expected = (sample.tag, sample.text, [child.tag for child in sample], sample.items())
+    return _xmltree.Walker if _xmltree.view(sample) == expected else None
+
+
+_WALKER = _compiled_walker()
+
+
 # --- features ----------------------------------------------------------------------------------
 
 
@@ -1093,7 +1113,7 @@ def _tree_tables(
     """The tree path: the row elements `rows` of `reader` (None before each source's) converted
     by `_Converter`; the first source's rows are numbered from `first` in messages."""
     converter = _Converter(plan)
-    struct, root = converter.struct, plan.root
+    struct, root = converter.struct if _WALKER is None else _WALKER(converter), plan.root
     values: list[dict[str, Any]] = []
     lines: list[int] = []
     keep_lines = plan.cast
