@@ -105,5 +105,6 @@ def xml_tree_walker(request, monkeypatch):
         assert xml._WALKER is not None, "ds_assets.formats._xmltree is not built, or refused"
     else:
         monkeypatch.setattr(xml, "_WALKER", None)
+        monkeypatch.setattr(xml, "_ATTRIBUTE_PATH", True)
         monkeypatch.setenv("DS_ASSETS_XML_COMPILED", "0")  # for the tests' fresh processes
     return request.param

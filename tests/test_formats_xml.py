@@ -639,7 +639,9 @@ def tree_path_rows(document: bytes, **options) -> tuple[Features, list[dict]]:
 
 
 def count_attribute_path_rows(monkeypatch) -> list[int]:
-    """The number of rows each pass of the attribute-row path yields, from now on."""
+    """The number of rows each pass of the attribute-row path yields, from now on (taken
+    whenever it can: by default only without the compiled converter)."""
+    monkeypatch.setattr(xml, "_ATTRIBUTE_PATH", True)
     passes: list[int] = []
     original = xml._attribute_tables
 

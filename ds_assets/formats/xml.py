@@ -9,17 +9,22 @@ builder reads a whole file into one string in one row, and in datasets 5.2 fails
 pandas.read_xml holds the whole table in memory and guesses types.)
 
 Two paths turn a source's rows into dicts of column values, then a batch of them into Arrow with
-one `pa.array` call. The tree path takes each row element from `lxml.etree.iterparse` (libxml2
-builds its tree) and reads it through lxml's element API: it converts every row. The
-attribute-row path, written because it is measurably faster on rows of attributes only (a
-StackExchange dump: about 1.5x the CPU time of a bare iterparse loop, against 2x for the tree
-path; `bench/xml_bench.py`), is an lxml parser target that takes each row's attributes from
-libxml2's parse events, with no tree built; at anything else in a row (an element, unexpected
-text) or any error it hands the source to the tree path, which reads it again from the first row
-not yet converted and raises the error with its line. Nested rows stay on the tree path: a parser
-target pays one Python call, with the GIL taken again, for every text chunk (libxml2 cuts text at
-each entity), which costs more than the tree. Column-wise building (a list per column instead of
-a dict per row) was measured too, and saves less than a tenth of the tree path's time.
+one `pa.array` call (to binary, then cast: 5-20x faster than pyarrow's conversion to string).
+The tree path takes each row element from `lxml.etree.iterparse` (libxml2 builds its tree) and
+converts it with `ds_assets/formats/_xmltree.pyx`, compiled (Cython) by `make install`: it reads
+libxml2's nodes directly and hands the values over as UTF-8 bytes, where lxml's element API makes
+a Python proxy object per element and a decoded string per value, about 3x slower on nested
+rows. The Python code it stands for, `_Converter.struct`, stays as the reference (the tests
+compare the two on every document) and as the fallback: for nodes the walker leaves alone
+(entity references, XInclude), for every error, and wherever the extension is not built or
+`DS_ASSETS_XML_COMPILED=0`. Without it, rows of attributes only take the attribute-row path, an
+lxml parser target that takes each row's attributes from libxml2's parse events with no tree
+built (faster than the Python tree path on a StackExchange dump, slower than the compiled one);
+at anything else in a row (an element, unexpected text) or any error it hands the source to the
+tree path, which reads it again from the first row not yet converted and raises the error with
+its line. Measured and rejected for nested rows: a parser target (one Python call, with the GIL
+taken again, for every text chunk), column-wise building in Python (under a tenth saved), XSLT
+to JSON lines (the transform alone costs what the whole bare parse does).
 
 How a row element becomes a row:
 
@@ -81,6 +86,7 @@ from __future__ import annotations
 import bz2
 import codecs
 import contextlib
+import functools
 import gc
 import gzip
 import io
@@ -869,6 +875,7 @@ def _compiled_walker() -> Any:
 
 
 _WALKER = _compiled_walker()
+_ATTRIBUTE_PATH = _WALKER is None  # the compiled tree path is faster on attribute rows too
 
 
 # --- features ----------------------------------------------------------------------------------
@@ -1084,7 +1091,7 @@ def _source_tables(plan: _Plan, source: _Source) -> Iterator[pa.Table]:
     """The tables of one source: by the attribute-row path while it can convert the rows (and
     the source can be read again), then by the tree path from the first row not yet yielded."""
     done = 0
-    if plan.attribute_rows and source.rereadable:
+    if _ATTRIBUTE_PATH and plan.attribute_rows and source.rereadable:
         try:
             for table in _attribute_tables(plan, source):
                 done += table.num_rows
@@ -1298,7 +1305,7 @@ def _table(
     cast, raises `failure(table of strings)`, `failure(None)` if a row does not even fit the
     Features' shape (more items than a fixed-length List holds)."""
     try:
-        strings = pa.array(values, type=plan.string_type)
+        strings = pa.array(values, type=_as_binary(plan.string_type)).cast(plan.string_type)
     except (pa.ArrowException, ValueError, TypeError) as error:
         raise failure(None) from error
     table = pa.Table.from_struct_array(strings)
@@ -1308,6 +1315,33 @@ def _table(
         return cast_table_to_features(table, plan.features)
     except (pa.ArrowException, ValueError, TypeError, KeyError) as error:
         raise failure(table) from error
+
+
+@functools.lru_cache(maxsize=64)
+def _as_binary(string_type: pa.DataType) -> pa.DataType:
+    """`string_type` with binary where it has strings. pyarrow converts Python values (`str`
+    or UTF-8 `bytes`) to binary 5-20x faster than to string, and the cast back only checks the
+    UTF-8: on long non-ASCII values (escaped HTML bodies) that is most of a batch's time.
+
+    >>> _as_binary(pa.struct([("a", pa.string()), ("b", pa.list_(pa.large_string()))]))
+    StructType(struct<a: binary, b: list<item: large_binary>>)
+    """
+    if string_type == pa.string():
+        return pa.binary()
+    if string_type == pa.large_string():
+        return pa.large_binary()
+    if pa.types.is_struct(string_type):
+        return pa.struct([field.with_type(_as_binary(field.type)) for field in string_type])
+    if pa.types.is_fixed_size_list(string_type):
+        field = string_type.value_field
+        return pa.list_(field.with_type(_as_binary(field.type)), string_type.list_size)
+    if pa.types.is_large_list(string_type):
+        field = string_type.value_field
+        return pa.large_list(field.with_type(_as_binary(field.type)))
+    if pa.types.is_list(string_type):
+        field = string_type.value_field
+        return pa.list_(field.with_type(_as_binary(field.type)))
+    return string_type
 
 
 def _shape_error(
