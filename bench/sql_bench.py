@@ -12,7 +12,10 @@ made server-side, then read in a fresh process per reader, so each peak RSS (VmH
 - `ds_assets`: `sql.from_table(engine, table)`, map-style (written to an Arrow file);
 - `ds_assets-stream`: `sql.from_table(engine, table, streaming=True)`, every batch iterated;
 - `datasets`: `Dataset.from_sql(table, url)` (pandas `read_sql` in chunks of 10,000 rows),
-  the reference of the ratios.
+  the reference of the first ratios;
+- `raw`: the driver's own server-side cursor (psycopg2 named cursor, pymysql `SSCursor`,
+  sqlite3) fetching 10,000 tuples at a time and nothing more: the practical limit, the
+  reference of the last ratio.
 
 Each reader runs SQL_BENCH_REPEAT times (default 3) in turns and its fastest run is kept. One
 line per measurement: rows/s, MB/s of Arrow data produced, CPU seconds of the reading process
@@ -40,7 +43,7 @@ URLS = {
     ),
     "mariadb": os.environ.get("SQL_BENCH_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
 }
-READERS = ("datasets", "ds_assets", "ds_assets-stream")
+READERS = ("datasets", "ds_assets", "ds_assets-stream", "raw")
 
 
 def probe(reader: str, url: str, table: str) -> dict:
@@ -69,6 +72,8 @@ def probe(reader: str, url: str, table: str) -> dict:
             for batch in stream.iter(batch_size=10_000):
                 rows += batch.num_rows
                 nbytes += batch.nbytes
+        elif reader == "raw":
+            rows, nbytes = _raw_fetch(engine, table), 0
         else:
             raise ValueError(f"unknown reader {reader!r}; expected one of {READERS}")
         seconds = time.perf_counter() - started
@@ -84,6 +89,30 @@ def probe(reader: str, url: str, table: str) -> dict:
         "peak": peak,
         "growth_mb": round((peak - baseline) / 1024**2, 1),
     }
+
+
+def _raw_fetch(engine, table: str) -> int:
+    """Rows of `table` fetched through the DB-API driver's server-side cursor, 10,000 at a time
+    (as tuples, converted by the driver, nothing else done with them)."""
+    connection = engine.raw_connection()
+    try:
+        if engine.dialect.name == "postgresql":
+            cursor = connection.cursor(name="raw_bench")
+            cursor.itersize = 10_000
+        elif engine.dialect.name in ("mysql", "mariadb"):
+            import pymysql.cursors
+
+            cursor = connection.cursor(pymysql.cursors.SSCursor)
+        else:
+            cursor = connection.cursor()
+        cursor.execute(f"SELECT * FROM {table}")  # a name made by this script
+        rows = 0
+        while batch := cursor.fetchmany(10_000):
+            rows += len(batch)
+        cursor.close()
+        return rows
+    finally:
+        connection.close()
 
 
 def run_probe(reader: str, url: str, table: str) -> dict:
@@ -147,7 +176,7 @@ def drop_table(url: str, table: str) -> None:
     engine.dispose()
 
 
-def line(server: str, report: dict, reference: dict) -> str:
+def line(server: str, report: dict, reference: dict, raw: dict) -> str:
     rate = report["rows"] / report["seconds"]
     megabytes = report["bytes"] / 1e6 / report["seconds"]
     return (
@@ -155,7 +184,8 @@ def line(server: str, report: dict, reference: dict) -> str:
         f"{report['seconds']:>7.2f} s {rate:>11,.0f} rows/s {megabytes:>6.1f} MB/s  "
         f"client CPU {report['cpu_seconds']:>6.2f} s  peak RSS +{report['growth_mb']:>6.1f} MB  "
         f"vs datasets: speed x{reference['seconds'] / report['seconds']:.2f}, "
-        f"CPU x{reference['cpu_seconds'] / report['cpu_seconds']:.2f}"
+        f"CPU x{reference['cpu_seconds'] / report['cpu_seconds']:.2f}; "
+        f"time / raw cursor's {report['seconds'] / raw['seconds']:.2f}x"
     )
 
 
@@ -185,7 +215,7 @@ def main() -> None:
         finally:
             drop_table(url, table)
         for reader in READERS:
-            print(line(server, reports[reader], reports["datasets"]), flush=True)
+            print(line(server, reports[reader], reports["datasets"], reports["raw"]), flush=True)
 
 
 if __name__ == "__main__":

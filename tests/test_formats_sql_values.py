@@ -306,3 +306,44 @@ def test_json_arrays_read_as_one_json_value_from_tables_and_queries(postgresql):
         for dataset in both_readers(postgresql, table):
             assert dataset.features["docs"] == Json()
             assert rows_of(dataset) == [{"id": 1, "docs": [{"a": 1}, [2]]}, {"id": 2, "docs": None}]
+
+
+def test_numbers_read_as_decimals_at_once_equal_the_value_by_value_path():
+    """`sql._numbers_as_decimals` (numpy, for SQLite's float NUMERIC values) gives exactly the
+    decimals of the per-value coercion, or leaves the batch to it whenever it refuses a value."""
+    import random
+
+    import pyarrow as pa
+
+    rng = random.Random(0)
+    cases = [0.1, 0.125, -0.0, 1e-7, 12345678.91, 2.0**51 / 100, 9999999999.99, 1e10, 7, -3]
+    cases += [float("nan"), float("inf"), 10**20, 0.3 - 0.1, 1.005, 2.675, None]
+    for _ in range(3000):
+        cases.append(round(rng.uniform(-1e6, 1e6), rng.randint(0, 3)))
+        cases.append(rng.uniform(-10, 10))  # mostly more digits than the scale
+    for precision, scale in [(12, 2), (38, 2), (5, 0), (18, 6), (76, 3)]:
+        kind = pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(76, scale)
+        coerce = sql._decimal_coercion(precision, scale)
+        for value in cases:
+            try:
+                expected = pa.array([None if value is None else coerce(value)], type=kind)
+            except (ValueError, TypeError, ArithmeticError, pa.ArrowException):
+                expected = None
+            got = sql._numbers_as_decimals([value], kind)
+            assert got is None or got.equals(expected), (value, precision, scale)
+            if expected is None:
+                assert got is None, (value, precision, scale)
+        batch = [value for value in cases if sql._numbers_as_decimals([value], kind) is not None]
+        assert len(batch) > 50  # the fast path does take most values that fit
+        expected = pa.array([None if v is None else coerce(v) for v in batch], type=kind)
+        assert sql._numbers_as_decimals(batch, kind).equals(expected)
+
+
+def test_sqlite_numeric_floats_read_exactly_and_refused_naming_the_row(sqlite):
+    rows = "(1, 0.1), (2, 7), (3, NULL), (4, 2.5), (5, 0.125)"
+    with scratch_table(sqlite, "id INTEGER, amount NUMERIC(12, 2)", rows) as table:
+        first = sql.from_table(sqlite, table, where="id < 5", order_by="id")
+        expected = [decimal.Decimal("0.10"), decimal.Decimal("7.00"), None, decimal.Decimal("2.50")]
+        assert first["amount"][:] == expected
+        with pytest.raises(ValueError, match=r"column 'amount', row 4: cannot read 0.125"):
+            sql.from_table(sqlite, table, order_by="id")

@@ -50,6 +50,7 @@ import contextlib
 import datetime
 import decimal
 import math
+import sys
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -773,6 +774,10 @@ class _Converter:
                 return pa.array(values, type=self.arrow_type)
             except (pa.ArrowException, TypeError, ValueError, OverflowError):
                 pass  # the slow path below coerces what it can and names what it cannot
+        if not self.encode and pa.types.is_decimal(self.arrow_type):
+            exact = _numbers_as_decimals(values, self.arrow_type)
+            if exact is not None:
+                return exact
         coerce = self._coercion()
         converted = []
         for row, value in enumerate(values):
@@ -1011,6 +1016,44 @@ def _decimal_coercion(precision: int, scale: int) -> Prepare:
         return exact
 
     return coerce
+
+
+def _numbers_as_decimals(values: Sequence[Any], kind: pa.DataType) -> pa.Array | None:
+    """`values` (floats, ints, None) as the decimals `_decimal_coercion` makes of them, computed
+    with numpy (SQLite hands NUMERIC columns over as floats: the per-value path was most of a
+    SQLite read); None where that path must decide, as it does for any value that it refuses.
+
+    A float x is exact at scale s if n = rint(x * 10**s) gives n / 10**s == x: n and 10**s are
+    exact, so the division rounds the decimal n * 10**-s to x. Below |x| * 10**s < 2**51 an ulp
+    of x is less than 10**-s, so no other decimal of scale s rounds to x, and `repr(x)` (the
+    shortest decimal that rounds to x, which the per-value path reads) is that one.
+
+    >>> _numbers_as_decimals([0.1, None, 7, -2.5], pa.decimal128(12, 2)).to_pylist()
+    [Decimal('0.10'), None, Decimal('7.00'), Decimal('-2.50')]
+    >>> _numbers_as_decimals([0.125], pa.decimal128(12, 2)) is None  # refused by that path
+    True
+    """
+    if not 0 <= kind.scale <= 15 or sys.byteorder != "little" or not values:
+        return None
+    if not set(map(type, values)) <= {float, int, _NONE}:
+        return None
+    missing = np.fromiter((value is None for value in values), bool, len(values))
+    try:
+        numbers = np.array([0.0 if value is None else value for value in values], np.float64)
+    except OverflowError:
+        return None
+    factor = 10.0**kind.scale
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = np.rint(numbers * factor)
+        fits = np.abs(scaled) < min(2.0**51, 10.0**kind.precision)
+        if not (fits.all() and (scaled / factor == numbers).all()):
+            return None
+    unscaled = scaled.astype(np.int64)
+    words = np.empty((len(values), kind.bit_width // 64), np.int64)  # little-endian integers
+    words[:, 0] = unscaled
+    words[:, 1:] = (unscaled >> 63)[:, None]
+    validity = pa.array(~missing).buffers()[1] if missing.any() else None
+    return pa.Array.from_buffers(kind, len(values), [validity, pa.py_buffer(words)])
 
 
 def _to_datetime(value: Any) -> datetime.datetime:
