@@ -107,17 +107,25 @@ cdef str name_of(const char* name, dsa_ns* ns):
     if cached_name[slot] == name and cached_href[slot] == href:
         entry = <tuple>cached[slot]
         if strcmp(name, <bytes>entry[0]) == 0 and (
-            href is NULL or strcmp(href, <bytes>entry[1]) == 0
+            entry[1] is None if href is NULL
+            else entry[1] is not None and strcmp(href, <bytes>entry[1]) == 0
         ):
             return <str>entry[2]
     tag = "{" + utf8(href) + "}" + utf8(name) if href is not NULL else utf8(name)
+    entry = (PyBytes_FromString(name), None if href is NULL else PyBytes_FromString(href), tag)
+    cached[slot] = entry  # made before the addresses change: they always describe an entry
     cached_name[slot], cached_href[slot] = name, href
-    cached[slot] = (PyBytes_FromString(name), None if href is NULL else PyBytes_FromString(href), tag)
     return tag
 
 
 cdef inline bint is_text(dsa_node* node) noexcept:
     return node.type == TEXT_NODE or node.type == CDATA_NODE
+
+
+cdef inline const char* content_of(dsa_node* node) noexcept:
+    if node.content is NULL:
+        return b""
+    return node.content
 
 
 cdef object text_from(dsa_node* node):
@@ -127,7 +135,7 @@ cdef object text_from(dsa_node* node):
     cdef int count = 0
     cdef const char* last_text = NULL
     while node is not NULL and is_text(node):
-        if node.content[0] != 0:
+        if node.content is not NULL and node.content[0] != 0:
             last_text = node.content
         count += 1
         node = node.next
@@ -138,7 +146,7 @@ cdef object text_from(dsa_node* node):
     parts = []
     node = first
     while node is not NULL and is_text(node):
-        parts.append(PyBytes_FromString(node.content))
+        parts.append(PyBytes_FromString(content_of(node)))
         node = node.next
     return b"".join(parts)
 
@@ -148,10 +156,10 @@ cdef bint has_text_from(dsa_node* node) except -1:
     `text and not text.isspace()` says of their joined text, without making it."""
     cdef const unsigned char* at
     while node is not NULL and is_text(node):
-        at = <const unsigned char*>node.content
+        at = <const unsigned char*>content_of(node)
         while at[0] != 0:
             if at[0] >= 0x80:  # beyond ASCII: Unicode has more spaces (U+00A0, U+3000...)
-                text = utf8(node.content)
+                text = utf8(content_of(node))
                 if not text.isspace():
                     return True
                 break
@@ -183,7 +191,7 @@ cdef int all_text(dsa_node* node, list parts) except -1:
         if child.type == ELEMENT_NODE:
             all_text(child, parts)
         elif is_text(child):
-            parts.append(PyBytes_FromString(child.content))
+            parts.append(PyBytes_FromString(content_of(child)))
         else:
             raise Unusual
         child = child.next
@@ -202,12 +210,12 @@ cdef object attribute_value(dsa_attr* attribute):
     if child is NULL:
         return b""
     if child.next is NULL and child.type == TEXT_NODE:
-        return PyBytes_FromString(child.content)
+        return PyBytes_FromString(content_of(child))
     parts = []
     while child is not NULL:
         if child.type != TEXT_NODE:
             raise Unusual
-        parts.append(PyBytes_FromString(child.content))
+        parts.append(PyBytes_FromString(content_of(child)))
         child = child.next
     return b"".join(parts)
 
