@@ -63,8 +63,8 @@ cdef enum:
     TEXT_NODE = 3
     CDATA_NODE = 4
 
-cdef str TEXT = "#text"
-cdef bytes SPACE = b" \t\r\n"  # XML's whitespace, trimmed around typed values (xml._SPACE)
+cdef str TEXT = None  # xml.TEXT
+cdef bytes SPACE = None  # xml._SPACE, as bytes: XML's whitespace, trimmed around typed values
 cdef object AttributeList = None
 cdef object UNKNOWN = None
 cdef object ElementType = None
@@ -74,9 +74,11 @@ class Unusual(Exception):
     """A node the walker leaves to the Python code (entity reference, XInclude, ...)."""
 
 
-def configure(attribute_list, unknown, element_type):
-    """Share `xml.py`'s markers: the `_AttributeList` class, `_UNKNOWN`, lxml's `_Element`."""
-    global AttributeList, UNKNOWN, ElementType
+def configure(text, space, attribute_list, unknown, element_type):
+    """Share `xml.py`'s names: `TEXT`, `_SPACE`, the `_AttributeList` class, `_UNKNOWN` and
+    lxml's `_Element`."""
+    global TEXT, SPACE, AttributeList, UNKNOWN, ElementType
+    TEXT, SPACE = text, space.encode()
     AttributeList, UNKNOWN, ElementType = attribute_list, unknown, element_type
 
 

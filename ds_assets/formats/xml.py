@@ -866,7 +866,7 @@ def _compiled_walker() -> Any:
         from ds_assets.formats import _xmltree
     except ImportError:
         return None
-    _xmltree.configure(_AttributeList, _UNKNOWN, etree._Element)
+    _xmltree.configure(TEXT, _SPACE, _AttributeList, _UNKNOWN, etree._Element)
     sample = etree.fromstring(
         b'<r xmlns:p="urn:p" a="1" p:b="x&amp;y">t<![CDATA[u]]><c/>w<p:d/></r>'
     )
