@@ -6,7 +6,6 @@ already in the instance is never added or requested again; each run request's `r
 partition key, which Dagster never launches twice for one sensor.
 """
 
-import fnmatch
 import json
 import time
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from dagster import (
 )
 
 from ds_assets.assets.sources import SOURCE_METADATA_KEY
-from ds_assets.formats.files import FileEntry, is_s3, list_files, s3_client_of
+from ds_assets.formats.files import FileEntry, is_s3, list_files, pattern_matcher, s3_client_of
 from ds_assets.formats.rows import format_bound, parse_bound, range_key
 
 
@@ -182,8 +181,7 @@ def new_files_sensor(
     selection = list(asset_selection) if asset_selection else [source.key]
     window = 2 * max_new_per_tick
 
-    def matches(file_name: str) -> bool:
-        return fnmatch.fnmatchcase(file_name, pattern)
+    matches = pattern_matcher(pattern)
 
     def tick(context: SensorEvaluationContext, cursor: dict[str, Any], client: Any):
         if not names_in_arrival_order:
@@ -356,9 +354,10 @@ def new_rows_sensor(
         )
     selection = list(asset_selection) if asset_selection else [source.key]
     table, schema = config["table"], config.get("schema")
+    sensor_name = name or f"{'__'.join(source.key.path)}__new_rows"
 
     @sensor(
-        name=name or f"{'__'.join(source.key.path)}__new_rows",
+        name=sensor_name,
         minimum_interval_seconds=minimum_interval_seconds,
         asset_selection=selection,
         required_resource_keys={sql_resource_key},
@@ -377,7 +376,12 @@ def new_rows_sensor(
             raise _bad_cursor(context, error) from None
         engine = getattr(context.resources, sql_resource_key).get_engine()
         highest = sql.highest_cursor_value(engine, table, column, schema=schema)
-        through, seen = settled_bound(seen, highest, time.time(), settle_seconds)
+        try:
+            through, seen = settled_bound(seen, highest, time.time(), settle_seconds)
+        except ValueError as error:  # a value of no orderable type, in a column of none
+            raise TypeError(
+                f"sensor {sensor_name}: table {table}, column {column!r}: {error}"
+            ) from error
         keys, high = [], last
         try:
             newer = through is not None and (last is None or through > last)

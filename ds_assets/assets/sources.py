@@ -6,7 +6,8 @@ many partitions runs as one run (`BackfillPolicy.single_run()`) that stores one 
 partition, and an unpartitioned downstream asset loads them all, concatenated.
 """
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from dagster import (
@@ -20,7 +21,14 @@ from dagster import (
 from datasets import Dataset
 
 from ds_assets.assets.common import code_version, describe, key_prefix_parts, split_options
-from ds_assets.formats.files import is_s3, local_copy, s3_client_of, split_s3, url_of
+from ds_assets.formats.files import (
+    is_s3,
+    local_copy,
+    normalize_location,
+    s3_client_of,
+    split_s3,
+    url_of,
+)
 from ds_assets.formats.rows import parse_range_key
 
 SOURCE_METADATA_KEY = "ds_assets/source"
@@ -63,6 +71,7 @@ def file_source(
         )
     asset_options = split_options(options, "file_source")
     partitions = DynamicPartitionsDefinition(name=_partitions_name(name, options, "files"))
+    location = normalize_location(location)  # S3:// and s3a:// as s3://, other URLs refused
     on_s3 = is_s3(location)
     if on_s3:
         split_s3(location)  # validates the URL now, not in the first run
@@ -89,13 +98,32 @@ def file_source(
         for file_name in context.partition_keys:
             context.log.info(f"reading {url_of(location, file_name)}")
             if local_file:
-                with local_copy(location, file_name, client) as path:
+                url = url_of(location, file_name)
+                with local_copy(location, file_name, client) as path, _named_by(path, url):
                     values[file_name] = read(path, client)
             else:
                 values[file_name] = read(url_of(location, file_name), client)
         return values
 
     return _source
+
+
+@contextlib.contextmanager
+def _named_by(path: str, url: str) -> Iterator[None]:
+    """Errors raised inside name `url` where they named `path`, the temporary download of an
+    S3 file that the user never saw (the error keeps its type and traceback)."""
+    try:
+        yield
+    except Exception as error:
+        if path != url:  # a download: locally the reader was given the file itself
+            error.args = tuple(
+                arg.replace(path, url) if isinstance(arg, str) else arg for arg in error.args
+            )
+            for attribute in ("filename", "source", "name"):
+                if getattr(error, attribute, None) == path:
+                    with contextlib.suppress(AttributeError):
+                        setattr(error, attribute, url)
+        raise
 
 
 def xml_source(

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from ds_assets.storage.s3_errors import s3_errors
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,8 +38,29 @@ def s3_client_of(resource: Any) -> Any:
     return resource.get_client() if hasattr(resource, "get_client") else resource
 
 
+_S3_SCHEMES = ("s3", "s3a", "s3n")  # s3a/s3n: Hadoop's names for the same objects
+
+
+def normalize_location(location: str) -> str:
+    """`location` as the listings take it: a local folder as given, an S3 URL with the scheme
+    written `s3://` (also accepted: `S3://`, and Hadoop's `s3a://` and `s3n://`). Any other
+    URL is refused rather than taken for a local folder that never appears.
+
+    >>> normalize_location("S3A://ml/raw"), normalize_location("incoming/xml")
+    ('s3://ml/raw', 'incoming/xml')
+    """
+    scheme, separator, rest = location.partition("://")
+    if not separator:
+        return location
+    if scheme.lower() in _S3_SCHEMES:
+        return "s3://" + rest
+    raise ValueError(
+        f"{location!r}: expected a local folder or an s3://bucket/prefix URL, not a {scheme}:// URL"
+    )
+
+
 def is_s3(location: str) -> bool:
-    return location.startswith("s3://")
+    return normalize_location(location).startswith("s3://")
 
 
 def split_s3(location: str) -> tuple[str, str]:
@@ -43,7 +69,7 @@ def split_s3(location: str) -> tuple[str, str]:
     >>> split_s3("s3://ml/raw/xml")
     ('ml', 'raw/xml/')
     """
-    bucket, _, prefix = location[len("s3://") :].partition("/")
+    bucket, _, prefix = normalize_location(location)[len("s3://") :].partition("/")
     if not bucket:
         raise ValueError(f"{location!r}: expected s3://bucket/prefix")
     prefix = prefix.strip("/")
@@ -52,10 +78,33 @@ def split_s3(location: str) -> tuple[str, str]:
 
 def check_name(location: str, name: str) -> str:
     """`name` if it stays inside `location` (no absolute path, no `..`, no empty part)."""
-    parts = name.split("/")
-    if name.startswith("/") or any(part in ("", ".", "..") for part in parts):
+    if not _inside(name):
         raise ValueError(f"{location}: file name {name!r} leaves the source location")
     return name
+
+
+def pattern_matcher(pattern: str) -> Callable[[str], bool]:
+    """A test of relative file names against `pattern` (fnmatch, case-sensitive): `*` matches
+    within and across folders, and a `**/` at the start or after a `/` also matches no folder
+    at all, as in a shell's globstar (`**/*.xml` takes `a.xml` as well as `2026/01/a.xml`).
+
+    >>> matches = pattern_matcher("**/*.xml")
+    >>> matches("a.xml"), matches("2026/01/a.xml"), matches("a.txt")
+    (True, True, False)
+    """
+    variants = sorted(_without_globstars(pattern))
+    return lambda name: any(fnmatch.fnmatchcase(name, variant) for variant in variants)
+
+
+def _without_globstars(pattern: str, start: int = 0) -> set[str]:
+    """`pattern` with each `**/` from `start` on kept or dropped, in every combination."""
+    index = pattern.find("**/", start)
+    while index > 0 and pattern[index - 1] != "/":
+        index = pattern.find("**/", index + 1)
+    if index < 0:
+        return {pattern}
+    dropped = pattern[:index] + pattern[index + 3 :]
+    return _without_globstars(pattern, index + 3) | _without_globstars(dropped, index)
 
 
 def list_files(
@@ -66,8 +115,9 @@ def list_files(
     limit: int | None = None,
     s3_client: Any = None,
 ) -> Iterator[FileEntry]:
-    """The files under `location` whose relative name matches `pattern` (fnmatch, `*` also
-    crosses `/`), in name order, only those sorting after `after`, at most `limit`.
+    """The files under `location` whose relative name matches `pattern` (see
+    `pattern_matcher`), in name order, only those sorting after `after`, at most `limit`.
+    Hidden files and folders (names starting with `.`) are left out, on disk and on S3.
 
     >>> import pathlib, tempfile
     >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -76,15 +126,17 @@ def list_files(
     >>> [entry.name for entry in list_files(str(folder), "*.xml", after="a.xml")]
     ['b.xml']
     """
+    location = normalize_location(location)
     if is_s3(location):
         entries = _list_s3(location, after, s3_client)
     else:
         entries = _list_local(os.path.abspath(location), "", after)
+    matches = pattern_matcher(pattern)
     count = 0
     for entry in entries:
         if limit is not None and count >= limit:
             return
-        if fnmatch.fnmatchcase(entry.name, pattern):
+        if matches(entry.name):
             count += 1
             yield entry
 
@@ -113,11 +165,28 @@ def _list_s3(location: str, after: str | None, client: Any) -> Iterator[FileEntr
     kwargs = {"Bucket": bucket, "Prefix": prefix}
     if after:
         kwargs["StartAfter"] = prefix + after
-    for page in client.get_paginator("list_objects_v2").paginate(**kwargs):
-        for item in page.get("Contents", []):
-            name = item["Key"][len(prefix) :]
-            if name and not name.endswith("/") and not name.startswith("."):
+    with s3_errors("a listing", bucket, prefix):
+        for page in client.get_paginator("list_objects_v2").paginate(**kwargs):
+            for item in page.get("Contents", []):
+                name = item["Key"][len(prefix) :]
+                if not name or name.endswith("/") or _hidden(name):
+                    continue  # a folder marker, or a hidden file as a local listing skips it
+                if not _inside(name):
+                    _log.warning(
+                        "s3://%s/%s: skipped, its key has an empty, '.' or '..' part below %s, "
+                        "so it cannot be named safely as a file of this source",
+                        bucket, item["Key"], location,
+                    )  # fmt: skip
+                    continue
                 yield FileEntry(name, item["Size"], item.get("ETag", "").strip('"'))
+
+
+def _hidden(name: str) -> bool:
+    return any(part.startswith(".") for part in name.split("/") if part not in ("", ".", ".."))
+
+
+def _inside(name: str) -> bool:
+    return not name.startswith("/") and all(part not in ("", ".", "..") for part in name.split("/"))
 
 
 @contextlib.contextmanager
@@ -142,7 +211,8 @@ def local_copy(location: str, name: str, s3_client: Any = None) -> Iterator[str]
     folder = tempfile.mkdtemp(prefix="ds-assets-source-")
     try:
         path = os.path.join(folder, os.path.basename(name))
-        s3_client.download_file(bucket, prefix + name, path)
+        with s3_errors("a download", bucket, prefix + name):
+            s3_client.download_file(bucket, prefix + name, path)
         yield path
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -267,7 +267,7 @@ def new_row_ranges(
         types = _reflect(connection, table, schema)
         label = _table_label(engine, table, schema)
         relation = _relation(table, schema, types)
-        column = relation.c[_known_column(cursor_column, types, label)]
+        column = relation.c[_cursor_column(cursor_column, types, label)]
         low = after
         while len(ranges) < max_ranges:
             newer = column.is_not(None) if low is None else column > low
@@ -321,7 +321,7 @@ def highest_cursor_value(
         types = _reflect(connection, table, schema)
         relation = _relation(table, schema, types)
         column = relation.c[
-            _known_column(cursor_column, types, _table_label(engine, table, schema))
+            _cursor_column(cursor_column, types, _table_label(engine, table, schema))
         ]
         return connection.execute(sa.select(sa.func.max(column))).scalar()
 
@@ -409,6 +409,28 @@ def _reflect(connection: Connection, table: str, schema: str | None) -> dict[str
 def _known_column(name: str, types: Mapping[str, Any], label: str) -> str:
     if name not in types:
         raise LookupError(f"{label}: no column {name!r}; its columns are {list(types)}")
+    return name
+
+
+_CURSOR_TYPES = (int, float, decimal.Decimal, datetime.date)  # date: datetime too
+
+
+def _cursor_column(name: str, types: Mapping[str, Any], label: str) -> str:
+    """`name` if it is a column whose values can bound row ranges (numbers, dates,
+    timestamps); a text or UUID column is refused here, at the first query, even while the
+    table is empty, rather than at the first row. A column of no declared type (SQLite) is
+    taken on trust."""
+    _known_column(name, types, label)
+    try:
+        python_type = types[name].python_type
+    except NotImplementedError:
+        return name
+    if issubclass(python_type, bool) or not issubclass(python_type, _CURSOR_TYPES):
+        raise TypeError(
+            f"{label}: cursor column {name!r} is {types[name]} ({python_type.__name__} values); "
+            "a cursor column must hold integers, decimals, floats, dates or timestamps that "
+            "grow as rows arrive (an auto-increment id or an insertion time)"
+        )
     return name
 
 

@@ -92,6 +92,7 @@ from datasets.table import cast_array_to_feature
 
 from ds_assets.formats import json_text
 from ds_assets.formats.output import to_dataset
+from ds_assets.storage.s3_errors import s3_errors
 
 __all__ = [
     "CorruptShardError",
@@ -300,15 +301,9 @@ def _open_shard(url: str, s3_client: Any) -> Iterator[BinaryIO]:
         with open(url, "rb") as file:
             yield file
         return
-    from botocore.exceptions import ClientError
-
     bucket, key = _split_s3_url(url)
-    try:
+    with s3_errors("a read", bucket, key):  # errors that name the shard, not botocore's
         body = s3_client.get_object(Bucket=bucket, Key=key)["Body"]
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "NoSuchBucket", "404"):
-            raise FileNotFoundError(f"{url}: no such S3 object") from error
-        raise
     try:
         yield io.BufferedReader(_S3Body(body), 1 << 20)
     finally:

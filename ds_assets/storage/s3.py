@@ -25,7 +25,7 @@ import os
 import posixpath
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -56,18 +56,15 @@ from ds_assets.storage.reader import (
     prune_stale_versions,
     stream_arrow_files,
 )
+from ds_assets.storage.s3_errors import S3AccessError, S3BucketNotFoundError, s3_errors
 from ds_assets.storage.save import SaveResult, write_layout
+
+__all__ = ["S3AccessError", "S3BucketNotFoundError", "S3Store"]
 
 ORPHAN_AGE_SECONDS = 24 * 3600  # version prefixes no manifest names are deleted past this age
 _VERSION_MARK = "v-"
 _PINS = ".pins"
 _VERSION_TIME = "%Y%m%dT%H%M%S%f"  # how `new_version` begins
-_MISSING = ("NoSuchKey", "404", "NotFound")
-_DENIED = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "Forbidden")
-
-
-class S3AccessError(PermissionError):
-    """S3 refused a request: wrong credentials or no permission (names bucket and key)."""
 
 
 class S3Store(DatasetStore):
@@ -93,26 +90,9 @@ class S3Store(DatasetStore):
         return f"s3://{self.bucket}/{self.object_key(key)}"
 
     # -- low level ----------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _errors(self, what: str, object_key: str) -> Iterator[None]:
+    def _errors(self, what: str, object_key: str):
         """Turn S3's refusals and misses into errors that name the object and the fix."""
-        try:
-            yield
-        except Exception as error:
-            # boto3's transfer manager raises its own error with the ClientError as context
-            cause = error if isinstance(error, ClientError) else error.__context__
-            if not isinstance(cause, ClientError):
-                raise
-            code = str(cause.response.get("Error", {}).get("Code", ""))
-            where = f"s3://{self.bucket}/{object_key}"
-            if code in _DENIED:
-                raise S3AccessError(
-                    f"{where}: S3 refused {what} ({code}); check the access key, secret and "
-                    "the bucket policy"
-                ) from error
-            if code in _MISSING:
-                raise NotStoredError(f"{where}: not found") from error
-            raise
+        return s3_errors(what, self.bucket, object_key, missing=NotStoredError)
 
     def _call(self, what: str, object_key: str, function, **kwargs):
         with self._errors(what, object_key):
