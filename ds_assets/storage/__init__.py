@@ -20,6 +20,7 @@ from ds_assets.storage.layout import (
 )
 from ds_assets.storage.local import LocalStore
 from ds_assets.storage.reader import LayoutError
+from ds_assets.storage.s3_errors import S3AccessError, S3BucketNotFoundError
 from ds_assets.storage.save import SaveResult
 
 __all__ = [
@@ -32,5 +33,7 @@ __all__ = [
     "LocalStore",
     "Manifest",
     "NotStoredError",
+    "S3AccessError",
+    "S3BucketNotFoundError",
     "SaveResult",
 ]
