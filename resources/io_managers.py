@@ -30,7 +30,7 @@ from pydantic import Field
 
 from ds_assets.index.base import SearchIndex
 from ds_assets.index.stored import BuiltIndex, open_stored
-from ds_assets.ops.lazy import LINKED_MARKERS
+from ds_assets.ops.lazy import LINKED_MARKERS, LazyTransformError, combine_transformed
 from ds_assets.storage import (
     DATASET,
     DATASET_DICT,
@@ -360,12 +360,22 @@ def _concatenate(values: Mapping[str, Any], context: InputContext) -> Any:
     items = list(values.values())
     if not items:
         raise NotStoredError(f"no partition of {context.asset_key.to_user_string()} is stored")
+    what = f"partitions of {context.asset_key.to_user_string()}"
     try:
         if isinstance(items[0], (DatasetDict, IterableDatasetDict)):
-            splits = list(items[0])
-            joined = {s: concatenate_datasets([v[s] for v in items]) for s in splits}
+            joined = {
+                s: combine_transformed(
+                    {f"partition {pk!r}": v[s] for pk, v in values.items()},
+                    concatenate_datasets,
+                    f"{what}, split {s!r}",
+                )
+                for s in items[0]
+            }
             return type(items[0])(joined)
-        return concatenate_datasets(items)
+        named = {f"partition {pk!r}": v for pk, v in values.items()}
+        return combine_transformed(named, concatenate_datasets, what)
+    except LazyTransformError:
+        raise
     except (ValueError, KeyError) as error:
         first = next(iter(values))
         differing = [

@@ -7,6 +7,10 @@ def shout(batch):
     return {**batch, "loud": [text.upper() for text in batch["text"]]}
 
 
+def shout_backwards(batch):
+    return {**batch, "loud": [text.upper()[::-1] for text in batch["text"]]}
+
+
 def measure(batch):
     return {**batch, "loud_length": [len(text) for text in batch["loud"]]}
 

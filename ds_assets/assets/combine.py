@@ -3,6 +3,7 @@
 `datasets.interleave_datasets` and `concatenate_datasets` do the work; this module validates
 the parameters when the asset is defined and the inputs when it runs, with errors that name
 the offending input and value, and applies the op split by split when the inputs are dicts.
+Lazily transformed inputs keep their chain (`ds_assets.ops.lazy.combine_transformed`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ds_assets.assets.common import (
 )
 from ds_assets.assets.transforms import DatasetOpError
 from ds_assets.ops.interleave import interleave_streams
+from ds_assets.ops.lazy import combine_transformed
 
 STOPPING_STRATEGIES = typing.get_args(
     typing.get_type_hints(datasets.interleave_datasets)["stopping_strategy"]
@@ -126,7 +128,9 @@ def _multi_input_asset(
             for split in split_names:
                 per_split = {k: v[split] for k, v in values.items()}
                 check(per_split)
-                joined[split] = combine(list(per_split.values()))
+                joined[split] = combine_transformed(
+                    per_split, combine, f"{op} {name}, split {split!r}"
+                )
             return type(next(iter(values.values())))(joined)
         if len(kinds) != 1 or not kinds <= {Dataset, IterableDataset}:
             described = {k: type(v).__name__ for k, v in values.items()}
@@ -135,7 +139,7 @@ def _multi_input_asset(
                 f"of either, got {described}"
             )
         check(values)
-        return combine(list(values.values()))
+        return combine_transformed(values, combine, f"{op} {name}")
 
     return _asset
 

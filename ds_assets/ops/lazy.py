@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,31 +111,75 @@ def resolve(path: str) -> Callable:
     return target
 
 
-def _compose(transforms: Sequence[Mapping[str, Any]], select_first: bool) -> Callable:
-    """One batch function running `transforms` in order, each on the columns it names.
+class ChainTransform:
+    """The one batch function a chain of lazy transforms composes to: `transforms` in order,
+    each on the columns it names.
 
     `Dataset.set_transform` selects the first transform's columns itself (and decodes only
     those), so `select_first=False` leaves that step to it; a stream has no such option.
-    The composed function carries the chain (`CHAIN_ATTRIBUTE`), so that a dataset derived
-    from a lazily transformed one can be stored with the same chain instead of the function.
-    """
-    steps = [
-        _selecting(
-            functools.partial(resolve(t["transform"]), **t.get("kwargs", {})),
-            t["transform"],
-            t.get("columns") if select_first or position else None,
-            t.get("output_all_columns", False),
-        )
-        for position, t in enumerate(transforms)
-    ]
+    Two instances of the same chain are equal (and hash, pickle and fingerprint alike), so
+    `datasets`, which keeps a format only when every part's format is equal
+    (`concatenate_datasets`, `interleave_datasets`), keeps it for datasets loaded apart.
+    The instance carries its chain (`CHAIN_ATTRIBUTE`), so that a dataset derived from a
+    lazily transformed one can be stored with the same chain instead of the function.
 
-    def composed(batch):
-        for step in steps:
+    >>> ChainTransform([{"transform": "builtins:dict"}]) == ChainTransform(
+    ...     [{"transform": "builtins:dict"}])
+    True
+    """
+
+    def __init__(self, transforms: Sequence[Mapping[str, Any]], select_first: bool = False):
+        chain = [dict(t) for t in transforms]
+        setattr(self, CHAIN_ATTRIBUTE, chain)
+        self.select_first = select_first
+        self._identity = (json.dumps(chain, sort_keys=True, default=repr), select_first)
+        self._steps = [
+            _selecting(
+                functools.partial(resolve(t["transform"]), **t.get("kwargs", {})),
+                t["transform"],
+                t.get("columns") if select_first or position else None,
+                t.get("output_all_columns", False),
+            )
+            for position, t in enumerate(chain)
+        ]
+
+    def __call__(self, batch):
+        for step in self._steps:
             batch = step(batch)
         return batch
 
-    setattr(composed, CHAIN_ATTRIBUTE, [dict(t) for t in transforms])
-    return composed
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ChainTransform) and other._identity == self._identity
+
+    def __hash__(self) -> int:
+        return hash(self._identity)
+
+    def __reduce__(self):
+        # the chain, not the resolved functions: another process imports them again
+        return ChainTransform, (getattr(self, CHAIN_ATTRIBUTE), self.select_first)
+
+    def __repr__(self) -> str:
+        return f"ChainTransform({describe_chain(getattr(self, CHAIN_ATTRIBUTE))})"
+
+
+def describe_chain(transforms: Sequence[Mapping[str, Any]]) -> str:
+    """A chain in a few words, for error messages.
+
+    >>> describe_chain([{"transform": "m:f", "columns": ["a"]}, {"transform": "m:g"}])
+    "m:f(columns=['a']) then m:g"
+    >>> describe_chain([])
+    'no lazy transform'
+    """
+    if not transforms:
+        return "no lazy transform"
+    parts = []
+    for t in transforms:
+        options = {k: t[k] for k in ("columns", "kwargs") if t.get(k)}
+        if t.get("output_all_columns"):
+            options["output_all_columns"] = True
+        shown = ", ".join(f"{k}={v!r}" for k, v in options.items())
+        parts.append(f"{t['transform']}({shown})" if shown else t["transform"])
+    return " then ".join(parts)
 
 
 def _selecting(
@@ -181,7 +226,7 @@ def apply_transforms(value: Any, transforms: Sequence[Mapping[str, Any]]) -> Any
     first = transforms[0]
     if isinstance(value, Dataset):
         value.set_transform(
-            _compose(transforms, select_first=False),
+            ChainTransform(transforms, select_first=False),
             columns=first.get("columns"),
             output_all_columns=first.get("output_all_columns", False),
         )
@@ -190,7 +235,7 @@ def apply_transforms(value: Any, transforms: Sequence[Mapping[str, Any]]) -> Any
         # map() merges what the function returns into the input row: removing every input
         # column first keeps only what the chain returns, as a Dataset's transform does
         return value.map(
-            _compose(transforms, select_first=True),
+            ChainTransform(transforms, select_first=True),
             batched=True,
             remove_columns=value.column_names,
         )
@@ -224,3 +269,43 @@ def stored_chain(dataset: Dataset) -> list[dict]:
         "output_all_columns": dataset.format["output_all_columns"],
     }
     return [first, *chain[1:]]
+
+
+def combine_transformed(parts: Mapping[str, Any], combine: Callable[[list], Any], what: str) -> Any:
+    """`combine(list of parts)` (a concatenation or interleave) keeping the parts' lazy chain.
+
+    `datasets` drops the transform of map-style datasets whose formats differ in any way
+    (even only in the order of their columns); so the chain is taken off every `Dataset`
+    part, the plain data combined, and the chain set again on the result. Parts with
+    different chains cannot be one dataset with one transform: `LazyTransformError` naming
+    each part (key of `parts`) and its chain, never the untransformed rows. Streams carry
+    their chain in their own `map`, so each part keeps its own and they combine as they are.
+
+    >>> from datasets import concatenate_datasets as concat
+    >>> plain = Dataset.from_dict({"n": [1]})
+    >>> lazy = apply_transforms(Dataset.from_dict({"n": [2]}), [{"transform": "builtins:dict"}])
+    >>> both = combine_transformed({"a": lazy, "b": lazy}, concat, "demo")
+    >>> both[:], both.format["type"]
+    ({'n': [2, 2]}, 'custom')
+    >>> combine_transformed({"a": lazy, "b": plain}, concat, "demo")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ds_assets.ops.lazy.LazyTransformError: demo: ... (a: builtins:dict; b: no lazy transform); ...
+    """
+    values = list(parts.values())
+    if not all(isinstance(value, Dataset) for value in values):
+        return combine(values)
+    chains = {name: stored_chain(value) for name, value in parts.items()}
+    if not any(chains.values()):
+        return combine(values)
+    # an empty part gives no row to transform (and `datasets` ignores its format)
+    counted = {name: chain for name, chain in chains.items() if len(parts[name])}
+    first = next(iter(counted.values()), next(iter(chains.values())))
+    if any(chain != first for chain in counted.values()):
+        described = "; ".join(f"{name}: {describe_chain(c)}" for name, c in chains.items())
+        raise LazyTransformError(
+            f"{what}: the inputs carry different lazy transforms, which one dataset cannot "
+            f"apply ({described}); give every input the same chain, or apply the transforms "
+            "with map_asset before combining"
+        )
+    plain = [value.with_format(None) if chains[n] else value for n, value in parts.items()]
+    return apply_transforms(combine(plain), first)
