@@ -140,7 +140,14 @@ class DatasetStore(ABC):
                 )
             kind = DATASET if manifest.kind == DATASET_DICT else ITERABLE_DATASET
             rows = manifest.splits[split]
-            manifest = dataclasses.replace(manifest, kind=kind, num_rows=rows, splits={})
+            manifest = dataclasses.replace(
+                manifest,
+                kind=kind,
+                num_rows=rows,
+                splits={},
+                transforms=manifest.chain(split),
+                split_transforms={},
+            )
         linked = Manifest(
             kind=manifest.kind,
             version=new_version(),
@@ -149,6 +156,7 @@ class DatasetStore(ABC):
             num_shards=manifest.num_shards,
             splits={name: rows * repeat for name, rows in manifest.splits.items()},
             transforms=[*manifest.transforms, *([transform] if transform else [])],
+            split_transforms=manifest.split_transforms,
             source={"path": self.uri(upstream), "version": manifest.version, "split": split},
         )
         with quiet_progress():
@@ -289,11 +297,19 @@ class DatasetStore(ABC):
             raise TypeError(f"{self.uri(key)} holds a {stored}, which cannot be loaded as a {kind}")
         if kind in (DATASET, ITERABLE_DATASET):
             value = self._open(key, streaming=kind == ITERABLE_DATASET)
-        else:
-            streaming = kind == ITERABLE_DATASET_DICT
-            splits = {s: self._open(key + (s,), streaming) for s in self._split_names(key)}
-            value = IterableDatasetDict(splits) if streaming else DatasetDict(splits)
-        return apply_transforms(value, manifest.transforms) if manifest else value
+            return apply_transforms(value, manifest.transforms) if manifest else value
+        streaming = kind == ITERABLE_DATASET_DICT
+        splits = {
+            split: apply_transforms(
+                self._open(key + (split,), streaming), self._split_chain(key, split, manifest)
+            )
+            for split in self._split_names(key)
+        }
+        return IterableDatasetDict(splits) if streaming else DatasetDict(splits)
+
+    def _split_chain(self, key: tuple[str, ...], split: str, manifest: Manifest | None) -> list:
+        """The lazy chain of one split of the dict at `key`, from the dict's manifest."""
+        return manifest.chain(split) if manifest is not None else []
 
     def exists(self, key: Sequence[str]) -> bool:
         return self.stored_kind(self.check_key(key)) is not None

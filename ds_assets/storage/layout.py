@@ -217,8 +217,11 @@ class Manifest:
     num_shards: int
     splits: dict[str, int] = field(default_factory=dict)
     previous: str | None = None
-    # lazy transforms applied on load, in order (see ds_assets.ops.lazy); empty for plain data
+    # lazy transforms applied on load, in order (see ds_assets.ops.lazy); empty for plain data.
+    # A dict whose splits carry different chains lists each in `split_transforms` (applied
+    # before `transforms`, which every split gets, e.g. a lazy transform of the whole dict)
     transforms: list[dict] = field(default_factory=list)
+    split_transforms: dict[str, list[dict]] = field(default_factory=dict)
     # for linked versions (lazy transform, repeat, split of a dict): the upstream they reuse
     source: dict | None = None
     # for bundles: what the index is (engine, column, dimension, ...), see ds_assets.index
@@ -228,6 +231,16 @@ class Manifest:
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def chain(self, split: str | None = None) -> list[dict]:
+        """The lazy transforms to apply on load: of the dataset, or of one split of a dict.
+
+        >>> Manifest("DatasetDict", "v", 3, 0, 2, transforms=[{"transform": "m:g"}],
+        ...          split_transforms={"train": [{"transform": "m:f"}]}).chain("train")
+        [{'transform': 'm:f'}, {'transform': 'm:g'}]
+        """
+        own = self.split_transforms.get(split, []) if split is not None else []
+        return [*own, *self.transforms]
 
     @classmethod
     def from_json(cls, document: Mapping[str, Any], source: str) -> Manifest:

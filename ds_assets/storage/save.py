@@ -90,12 +90,6 @@ def write_layout(
         }
         target.put_json(DICT_FILE, {"splits": list(value)})
         first = next(iter(results.values()))
-        chains = {split: r.transforms for split, r in results.items()}
-        if any(chain != first.transforms for chain in chains.values()):
-            raise ValueError(
-                f"the splits carry different lazy transforms, which one store cannot "
-                f"apply: {chains}"
-            )
         manifest = Manifest(
             kind=kind,
             version=version,
@@ -103,7 +97,7 @@ def write_layout(
             num_bytes=sum(r.num_bytes for r in results.values()),
             num_shards=sum(r.num_shards for r in results.values()),
             splits={split: r.num_rows for split, r in results.items()},
-            transforms=first.transforms,
+            **_dict_chains({split: r.transforms for split, r in results.items()}),
         )
         return SaveResult(
             manifest,
@@ -124,6 +118,15 @@ def write_layout(
         )
         return SaveResult(manifest, result.features, result.preview)
     raise TypeError(f"got {type(value).__name__}, expected one of {SUPPORTED_TYPES}")
+
+
+def _dict_chains(chains: Mapping[str, list[dict]]) -> dict[str, Any]:
+    """The manifest fields storing the lazy chains of a dict's splits: one `transforms` when
+    every split carries the same chain, else each split's own (`split_transforms`)."""
+    first = next(iter(chains.values()))
+    if all(chain == first for chain in chains.values()):
+        return {"transforms": first}
+    return {"transforms": [], "split_transforms": {s: c for s, c in chains.items() if c}}
 
 
 @dataclass
