@@ -4,9 +4,9 @@ loaded, whether the dict is stored whole or as one asset per split."""
 from dagster import asset, materialize
 from datasets import Dataset, DatasetDict, IterableDatasetDict
 
-from ds_assets import lazy_transform_asset, map_asset
+from ds_assets import lazy_transform_asset, map_asset, split_assets
 from ds_assets.storage import LocalStore
-from tests.transforms_for_tests import shout
+from tests.transforms_for_tests import shout, shout_backwards
 
 TRAIN = Dataset.from_dict({"text": ["a", "bb", "ccc"], "x": [1, 2, 3]})
 TEST = Dataset.from_dict({"text": ["dd", "e"], "x": [4, 5]})
@@ -48,3 +48,42 @@ def test_map_of_one_split_of_a_lazy_dict_with_columns_keeps_each_chain(env):
                                                                ("CCC", 3, 3)]  # fmt: skip
         assert [(r["loud"], r["x"]) for r in test] == [("DD", 4), ("E", 5)]
         assert "n" not in test[0]
+
+
+def test_split_assets_of_a_lazy_dataset_load_as_a_dict_with_the_chain(env):
+    @asset(name="raw")
+    def raw() -> Dataset:
+        return TRAIN
+
+    lazy = lazy_transform_asset("loud", "raw", shout)
+    cut = split_assets("cut", "loud", {"train": 2, "test": 1}, seed=0)
+    run(env, raw, lazy, cut)
+    for kind in (DatasetDict, IterableDatasetDict):
+        loaded = store(env).load(("cut",), kind.__name__)
+        assert isinstance(loaded, kind)
+        loud = sorted(r["loud"] for split in loaded.values() for r in rows(split))
+        assert loud == ["A", "BB", "CCC"], kind
+
+
+def test_split_assets_with_their_own_chains_load_as_a_dict_each_with_its_own(env):
+    cut = split_assets("cut", "pair", ["train", "test"])
+    train = lazy_transform_asset("train", ["cut", "train"], shout, key_prefix="loud")
+    test = lazy_transform_asset("test", ["cut", "test"], shout_backwards, key_prefix="loud")
+    run(env, pair(), cut, train, test)
+    for kind in (DatasetDict, IterableDatasetDict):
+        loaded = store(env).load(("loud",), kind.__name__)
+        assert [r["loud"] for r in rows(loaded["train"])] == ["A", "BB", "CCC"], kind
+        assert [r["loud"] for r in rows(loaded["test"])] == ["DD", "E"], kind
+
+
+def test_a_store_loads_each_split_asset_of_a_dict_with_its_own_chain(store):
+    """Both backends: split datasets stored one by one, each with its chain, as one dict."""
+    store.save(("raw",), TRAIN)
+    for split, transform in (("train", "shout"), ("test", "shout_backwards")):
+        chain = {"transform": f"tests.transforms_for_tests:{transform}"}
+        store.save_linked(("cut", split), ("raw",), transform=chain)
+    store.update_split_index(("cut",), ["train", "test"])
+    for kind in (DatasetDict, IterableDatasetDict):
+        loaded = store.load(("cut",), kind.__name__)
+        assert [r["loud"] for r in rows(loaded["train"])] == ["A", "BB", "CCC"], kind
+        assert [r["loud"] for r in rows(loaded["test"])] == ["A", "BB", "CCC"[::-1]], kind

@@ -308,8 +308,12 @@ class DatasetStore(ABC):
         return IterableDatasetDict(splits) if streaming else DatasetDict(splits)
 
     def _split_chain(self, key: tuple[str, ...], split: str, manifest: Manifest | None) -> list:
-        """The lazy chain of one split of the dict at `key`, from the dict's manifest."""
-        return manifest.chain(split) if manifest is not None else []
+        """The lazy chain of one split of the dict at `key`: from the dict's manifest when the
+        dict was stored whole, else from the split's own (split assets, stored one by one)."""
+        if manifest is not None:
+            return manifest.chain(split)
+        own = self.manifest(key + (split,))
+        return own.chain() if own is not None else []
 
     def exists(self, key: Sequence[str]) -> bool:
         return self.stored_kind(self.check_key(key)) is not None
