@@ -147,3 +147,30 @@ def test_two_loads_of_a_lazy_asset_concatenate_with_their_transform_in_datasets(
     assert first.format == second.format
     both = datasets.concatenate_datasets([first, second])
     assert both[:]["loud"] == ["A", "BB", "CCC", "DD", "E"]
+
+
+@pytest.mark.parametrize("op", ["concatenate", "interleave"])
+def test_lazy_streams_whose_transforms_give_other_columns_are_named(env, op):
+    factory = concatenate_asset if op == "concatenate" else interleave_asset
+    both = factory("both", ["loud_first", "loud_second"])
+    result = run(env, *lazy_pair(True, only_loud), both, raise_on_error=False)
+    assert not result.success
+    error = str(result.failure_data_for_node("both").error.cause)
+    assert f"{op} both: input loud_second does not match the Features of input loud_first" in error
+    assert "text: missing" in error and "x: missing" in error
+
+
+def test_a_lazy_stream_keeps_its_upstream_features_in_the_check(env):
+    """A ClassLabel the transform passes through is not reported as a difference."""
+    from datasets import ClassLabel, Features, Value
+
+    features = Features({"text": Value("string"), "x": ClassLabel(names=list("abcdef"))})
+    assets = [
+        source("first", FIRST.cast(features), True),
+        source("second", SECOND.cast(features), True),
+        lazy_transform_asset("loud_first", "first", shout),
+        lazy_transform_asset("loud_second", "second", shout),
+    ]
+    both = concatenate_asset("both", ["loud_first", "loud_second"])
+    assert run(env, *assets, both).success
+    assert [row["loud"] for row in loaded_rows(env, "both")] == ["A", "BB", "CCC", "DD", "E"]

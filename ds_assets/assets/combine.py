@@ -15,7 +15,7 @@ from typing import Any
 
 import datasets
 from dagster import AssetIn, AssetKey, AssetsDefinition, DagsterInvalidDefinitionError, asset
-from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+from datasets import Dataset, DatasetDict, Features, IterableDataset, IterableDatasetDict
 
 from ds_assets.assets.common import (
     Upstream,
@@ -28,6 +28,7 @@ from ds_assets.assets.common import (
 from ds_assets.assets.transforms import DatasetOpError
 from ds_assets.ops.interleave import interleave_streams
 from ds_assets.ops.lazy import combine_transformed
+from ds_assets.storage.batches import head_features
 
 STOPPING_STRATEGIES = typing.get_args(
     typing.get_type_hints(datasets.interleave_datasets)["stopping_strategy"]
@@ -66,8 +67,10 @@ def validate_probabilities(
 
 
 def feature_differences(first: Any, other: Any) -> list[str]:
-    """Columns whose features differ between two datasets, as 'column: a vs b' lines."""
-    a, b = first.features or {}, other.features or {}
+    """Columns whose features differ between two datasets (or two `Features`), as
+    'column: a vs b' lines."""
+    a = (first if isinstance(first, Features) else first.features) or {}
+    b = (other if isinstance(other, Features) else other.features) or {}
     lines = [f"{c}: missing" for c in a if c not in b]
     lines += [f"{c}: unexpected" for c in b if c not in a]
     lines += [f"{c}: {a[c]} vs {b[c]}" for c in a if c in b and a[c] != b[c]]
@@ -75,10 +78,13 @@ def feature_differences(first: Any, other: Any) -> list[str]:
 
 
 def check_compatible(name: str, op: str, inputs: dict[str, Any]) -> None:
-    """Every input has the first input's Features (streams of unknown features are skipped)."""
-    (first_key, first), *others = inputs.items()
+    """Every input has the first input's Features. A stream that forgot its features (after
+    `map`, e.g. a lazy transform) is compared on those its first rows give; an empty one is
+    skipped."""
+    features = {key: _features(value) for key, value in inputs.items()}
+    (first_key, first), *others = features.items()
     for key, value in others:
-        if first.features is None or value.features is None:
+        if first is None or value is None:
             continue
         differences = feature_differences(first, value)
         if differences:
@@ -86,6 +92,13 @@ def check_compatible(name: str, op: str, inputs: dict[str, Any]) -> None:
                 f"{op} {name}: input {key} does not match the Features of input {first_key}: "
                 + "; ".join(differences)
             )
+
+
+def _features(value: Any) -> Features | None:
+    """The Features of an input; of a stream that forgot them, those of its first rows."""
+    if isinstance(value, IterableDataset):
+        return head_features(value)
+    return value.features
 
 
 def _multi_input_asset(

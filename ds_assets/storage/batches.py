@@ -156,6 +156,27 @@ def infer_features(
     )
 
 
+def head_features(dataset: IterableDataset, rows: int = 5) -> Features | None:
+    """The stream's Features; when it forgot them (after `map`, a lazy transform's stream),
+    inferred from its first `rows` as `infer_features` does, keeping the upstream feature of
+    each column it still describes. None for an empty stream.
+
+    This reads (and transforms) the first rows, as `datasets` does itself before it
+    concatenates or interleaves streams of unknown features; a loaded stream is not given
+    these features, since every row would then be cast to what a few rows suggested.
+
+    >>> stream = Dataset.from_dict({"n": [1, 2]}).to_iterable_dataset()
+    >>> head_features(stream.map(lambda row: {"m": row["n"] * 0.5}))
+    {'n': Value('int64'), 'm': Value('float64')}
+    """
+    if dataset.features is not None:
+        return dataset.features
+    head = next(dataset.with_format(None).iter(batch_size=rows), None)
+    if head is None:
+        return None
+    return infer_features(head, _upstream_features(dataset), Dataset.from_dict(head).features)
+
+
 def _upstream_features(dataset: IterableDataset) -> Features:
     """The last features known along the stream's chain of example iterables."""
     iterable = dataset._ex_iterable  # datasets keeps the chain here, with no public accessor
