@@ -29,3 +29,17 @@ def only_loud(batch):
 
 def count_columns(batch):
     return {**batch, "seen": [len(batch)] * len(next(iter(batch.values())))}
+
+
+def scaled(row, factor=1):
+    return {"m": row["n"] * factor}
+
+
+class Scale:
+    """A callable object: its state (the factor) is part of what it does."""
+
+    def __init__(self, factor):
+        self.factor = factor
+
+    def __call__(self, row):
+        return {"m": row["n"] * self.factor}

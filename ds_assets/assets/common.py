@@ -8,6 +8,7 @@ import hashlib
 import inspect
 import json
 import linecache
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -90,8 +91,16 @@ def key_prefix_parts(key_prefix: str | Sequence[str] | None) -> list[str]:
     return [key_prefix] if isinstance(key_prefix, str) else list(key_prefix)
 
 
-def callable_source(function: Callable) -> str:
-    """The source of a callable, or its import path and bytecode when there is no source.
+# how deep `_value_text` looks into containers and objects' attributes
+_VALUE_DEPTH = 3
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def callable_source(function: Callable, _depth: int = 0) -> str:
+    """What a callable does, as text that is the same in every process: its source (or, with
+    no source, its import path and code), with what it closes over and its defaults; for a
+    `functools.partial` its function and arguments; for a callable object its class's source
+    and its attributes. Never a memory address.
 
     A lambda's source is the lambda alone, not the line around it, so that two lambdas on one
     line get their own description and code version.
@@ -99,21 +108,107 @@ def callable_source(function: Callable) -> str:
     >>> pair = [lambda row: row["x"] > 1, lambda row: row["x"] > 2]
     >>> [callable_source(f) for f in pair]
     ['lambda row: row["x"] > 1', 'lambda row: row["x"] > 2']
+    >>> callable_source(functools.partial(int, base=2))
+    'functools.partial(builtins.int, base=2)'
+    >>> import operator
+    >>> callable_source(operator.itemgetter("x")).endswith(" operator.itemgetter('x')")
+    True
     """
-    if getattr(function, "__name__", None) == "<lambda>":
+    if isinstance(function, functools.partial):
+        arguments = [_value_text(a, _depth + 1) for a in function.args]
+        arguments += [f"{k}={_value_text(v, _depth + 1)}" for k, v in function.keywords.items()]
+        inner = callable_source(function.func, _depth + 1)
+        return f"functools.partial({', '.join([inner, *arguments])})"
+    if inspect.ismethod(function):
+        owner = _value_text(function.__self__, _depth + 1)
+        return f"{_function_source(function.__func__, _depth)} bound to {owner}"
+    if inspect.isfunction(function):
+        return _function_source(function, _depth)
+    if inspect.isbuiltin(function) or inspect.isclass(function):
+        return _plain_source(function)
+    # a callable object: what its class does, with the state it does it with (its
+    # attributes; for an object without any, such as operator.itemgetter, its repr)
+    state = _attributes_text(function, _depth + 1) if hasattr(function, "__dict__") else None
+    return f"{_plain_source(type(function))}{state or ' ' + _ADDRESS.sub('', repr(function))}"
+
+
+def _function_source(function: Callable, depth: int) -> str:
+    """A Python function's source (a lambda's own text), plus the values of its defaults and
+    closure cells when it has any (a closure made in a loop has one source per value)."""
+    text = None
+    if function.__name__ == "<lambda>":
         text = _lambda_source(function)
-        if text is not None:
-            return text
-    return _plain_source(function)
+    text = text if text is not None else _plain_source(function)
+    extras = {
+        "defaults": function.__defaults__,
+        "kwdefaults": function.__kwdefaults__,
+        "closure": tuple(_cell_value(cell) for cell in function.__closure__ or ()),
+    }
+    shown = {k: _value_text(v, depth + 1) for k, v in extras.items() if v}
+    return text + "".join(f"\n# {k}: {v}" for k, v in shown.items())
 
 
-def _plain_source(function: Callable) -> str:
+def _cell_value(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # a cell not filled yet
+        return None
+
+
+def _plain_source(function: Any) -> str:
+    """`inspect.getsource`, or with no source (exec'd code, builtins) the import path and
+    the code object, constants included."""
     try:
         return inspect.getsource(function)
     except (OSError, TypeError):
         code = getattr(function, "__code__", None)
         name = f"{getattr(function, '__module__', '')}.{getattr(function, '__qualname__', '')}"
-        return name + (code.co_code.hex() if code is not None else repr(function))
+        return name + (_code_text(code) if code is not None else "")
+
+
+def _code_text(code: Any) -> str:
+    """A code object's bytecode, constants (nested code objects recursively) and names."""
+    # `_value_text`, not repr: a frozenset constant (`x in {"a", "b"}`) is sorted
+    constants = [_code_text(c) if inspect.iscode(c) else _value_text(c) for c in code.co_consts]
+    return " ".join([code.co_code.hex(), repr(constants), repr(code.co_names),
+                     repr(code.co_varnames)])  # fmt: skip
+
+
+def _value_text(value: Any, depth: int = 0) -> str:
+    """A value as text that is the same in every process: plain values by `repr`, containers
+    item by item, callables by `callable_source`, other objects by type and attributes, down
+    to `_VALUE_DEPTH` levels (below that, the type alone)."""
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+        return repr(value)
+    if inspect.ismodule(value):
+        return f"<module {value.__name__}>"
+    if depth >= _VALUE_DEPTH:
+        return f"<{_type_name(value)}>"
+    if isinstance(value, (list, tuple)):
+        return f"{type(value).__name__}({', '.join(_value_text(v, depth + 1) for v in value)})"
+    if isinstance(value, (set, frozenset)):
+        return f"{type(value).__name__}({sorted(_value_text(v, depth + 1) for v in value)})"
+    if isinstance(value, Mapping):
+        items = sorted(f"{_value_text(k, depth + 1)}: {_value_text(v, depth + 1)}"
+                       for k, v in value.items())  # fmt: skip
+        return f"{_type_name(value)}({', '.join(items)})"
+    if inspect.iscode(value):
+        return _code_text(value)
+    if callable(value) and not isinstance(value, type):
+        return callable_source(value, depth)
+    if hasattr(value, "__dict__"):
+        return f"{_type_name(value)}{_attributes_text(value, depth)}"
+    return _ADDRESS.sub("", repr(value))
+
+
+def _attributes_text(value: Any, depth: int) -> str:
+    attributes = getattr(value, "__dict__", None)
+    return f"({_value_text(dict(attributes), depth)})" if attributes else ""
+
+
+def _type_name(value: Any) -> str:
+    kind = type(value)
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def code_version(op: str, arguments: Mapping[str, Any], *functions: Callable) -> str:
@@ -125,7 +220,7 @@ def code_version(op: str, arguments: Mapping[str, Any], *functions: Callable) ->
     False
     """
     digest = hashlib.sha256(op.encode())
-    digest.update(json.dumps(arguments, sort_keys=True, default=repr).encode())
+    digest.update(json.dumps(arguments, sort_keys=True, default=_value_text).encode())
     for function in functions:
         digest.update(callable_source(function).encode())
     return digest.hexdigest()[:16]
