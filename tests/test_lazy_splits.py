@@ -87,3 +87,18 @@ def test_a_store_loads_each_split_asset_of_a_dict_with_its_own_chain(store):
         loaded = store.load(("cut",), kind.__name__)
         assert [r["loud"] for r in rows(loaded["train"])] == ["A", "BB", "CCC"], kind
         assert [r["loud"] for r in rows(loaded["test"])] == ["A", "BB", "CCC"[::-1]], kind
+
+
+def test_an_index_bundle_refuses_parts_with_different_chains(store, tmp_path):
+    import pytest
+
+    store.save(("raw",), TRAIN)
+    for part, transform in (("p",), "shout"), (("q",), "shout_backwards"):
+        chain = {"transform": f"tests.transforms_for_tests:{transform}"}
+        store.save_linked(("docs", *part), ("raw",), transform=chain)
+    built = tmp_path / "built"
+    built.mkdir()
+    (built / "index.bin").write_bytes(b"...")
+    with pytest.raises(ValueError, match=r"docs/q carries the lazy transforms .*shout_backwards"):
+        store.save_bundle(("index",), str(built), [("docs", "p"), ("docs", "q")], {"engine": "x"})
+    assert not store.exists(("index",))

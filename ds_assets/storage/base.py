@@ -210,6 +210,7 @@ class DatasetStore(ABC):
                     f"{self.uri(part)}: no Dataset stored by ds-assets to index; materialize it"
                 )
             upstreams.append(upstream)
+        self._check_same_chain(parts, upstreams)
         for part, upstream, indexed in zip(parts, upstreams, versions or [], strict=False):
             if upstream.version != indexed:
                 raise StaleVersionError(
@@ -237,6 +238,18 @@ class DatasetStore(ABC):
         )
         self._save_bundle(key, files, parts, manifest)
         return manifest
+
+    def _check_same_chain(self, parts: list[tuple[str, ...]], upstreams: list[Manifest]) -> None:
+        """The parts of a bundle are loaded concatenated with one lazy chain: they must all
+        carry the same (`ValueError` naming the first part that differs)."""
+        first = upstreams[0].chain()
+        for part, upstream in zip(parts[1:], upstreams[1:], strict=True):
+            if upstream.chain() != first:
+                raise ValueError(
+                    f"{self.uri(part)} carries the lazy transforms {upstream.chain()}, but "
+                    f"{self.uri(parts[0])} carries {first}: the parts of one index are read "
+                    "with one chain; give them the same"
+                )
 
     @staticmethod
     def bundle_links(manifest: Manifest) -> list[dict]:
