@@ -8,7 +8,7 @@ partition key, which Dagster never launches twice for one sensor.
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from dagster import (
@@ -25,8 +25,15 @@ from dagster import (
 )
 
 from ds_assets.assets.sources import SOURCE_METADATA_KEY
-from ds_assets.formats.files import FileEntry, is_s3, list_files, pattern_matcher, s3_client_of
-from ds_assets.formats.rows import format_bound, parse_bound, range_key
+from ds_assets.formats.files import (
+    FileEntry,
+    files_named,
+    is_s3,
+    list_files,
+    pattern_matcher,
+    s3_client_of,
+)
+from ds_assets.formats.rows import format_bound, parse_bound, parse_range_key, range_key
 
 
 def _source_config(source: AssetsDefinition, kind: str, factory: str) -> dict[str, Any]:
@@ -42,18 +49,21 @@ def _source_config(source: AssetsDefinition, kind: str, factory: str) -> dict[st
     return config
 
 
-def _new_keys(context: SensorEvaluationContext, partitions_name: str, keys: list[str]):
-    return [k for k in keys if not context.instance.has_dynamic_partition(partitions_name, k)]
-
-
 def _result(context, source, keys, cursor, selection):
+    """Partitions for the `keys` not yet in the instance, and a run request for every key.
+
+    A key that is a partition already still gets its request: Dagster's daemon adds a tick's
+    partitions before it records the tick's run requests, so a daemon stopped between the two
+    leaves partitions whose runs were never requested. The next tick, from the cursor stored
+    before, asks again, and the `run_key` (the partition key) makes Dagster skip any request
+    whose run it launched already."""
     partitions = source.partitions_def
-    keys = _new_keys(context, partitions.name, keys)
+    missing = [k for k in keys if not context.instance.has_dynamic_partition(partitions.name, k)]
     requests = [RunRequest(run_key=key, partition_key=key, asset_selection=selection)
                 for key in keys]  # fmt: skip
     return SensorResult(
         run_requests=requests,
-        dynamic_partitions_requests=[partitions.build_add_request(keys)] if keys else [],
+        dynamic_partitions_requests=[partitions.build_add_request(missing)] if missing else [],
         cursor=json.dumps(cursor, sort_keys=True),
     )
 
@@ -94,31 +104,76 @@ def file_tick(
     *,
     max_new: int,
     ready_marker: str | None,
+    parked_entries: Sequence[FileEntry] = (),
+    parked_checked: Sequence[str] = (),
+    park_after: int | None = None,
 ) -> tuple[list[str], dict[str, Any]]:
     """Decide which listed files are ready, and the next cursor (pure, for testing).
 
     A file is ready when `<name><ready_marker>` is listed, or, without a marker, when its size
     and modification stamp are the same as at the previous tick (a file still being written
     changes between ticks). `after` advances over the longest prefix of the listing that is
-    done, so a file that is not ready yet is looked at again next tick.
+    done, so a file that is not ready yet is looked at again next tick, and the files taken
+    after it are kept in `done`. Once more than `park_after` are kept so, the files holding
+    `after` back are set aside (`parked`): `after` moves on, and the sensor looks at the
+    parked files one by one (`parked_entries`: the listing of the names in `parked_checked`
+    and their markers), so one upload that never completes neither stops the sensor nor makes
+    every tick list all the files since.
     """
+    parked = dict(cursor.get("parked", {}))
+    checked = set(parked_checked) & set(parked)
+    ready, rechecked = _ready_files(
+        parked_entries, {name: parked[name] for name in checked}, set(),
+        lambda name: name in checked, max_new, ready_marker,
+    )  # fmt: skip
+    # looked-at files go to the back, so that every parked file gets its turn
+    parked = {name: sign for name, sign in parked.items() if name not in checked} | rechecked
     done: set[str] = set(cursor.get("done", []))
-    ready, next_pending = _ready_files(
-        entries, cursor.get("pending", {}), done, pattern_matches, max_new, ready_marker
-    )
+    listed, next_pending = _ready_files(
+        entries, cursor.get("pending", {}), done, pattern_matches, max_new - len(ready),
+        ready_marker,
+    )  # fmt: skip
+    ready += listed
     after = cursor.get("after")
-    finished = done | set(ready)
+    finished = done | set(listed)
     for entry in entries:
-        marker = bool(ready_marker) and entry.name.endswith(ready_marker)
-        if pattern_matches(entry.name) and not marker and entry.name not in finished:
+        if _is_data(entry.name, pattern_matches, ready_marker) and entry.name not in finished:
             break
         after = entry.name
-    next_cursor = {
-        "after": after,
-        "pending": next_pending,
-        "done": sorted(name for name in finished if after is None or name > after),
-    }
+    done_after = sorted(name for name in finished if after is None or name > after)
+    if park_after is not None and len(done_after) > park_after and entries:
+        parked |= next_pending
+        next_pending, after, done_after = {}, entries[-1].name, []
+    next_cursor = {"after": after, "pending": next_pending, "done": done_after}
+    if parked:
+        next_cursor["parked"] = parked
     return ready, next_cursor
+
+
+def _is_data(name: str, pattern_matches, ready_marker: str | None) -> bool:
+    """A file the sensor takes: one matching the pattern that is not a marker."""
+    return pattern_matches(name) and not (ready_marker and name.endswith(ready_marker))
+
+
+# names listed per tick for each name the tick may take: room for markers and sidecar files
+# (`x.json.md5`), while a folder of millions of names the pattern leaves out is never listed
+# whole at one tick
+_LISTING_CAP_RATIO = 10
+
+
+def _listing_window(entries: Iterator[FileEntry], wanted, budget: int, cap: int) -> list[FileEntry]:
+    """The head of a listing holding `budget` entries that `wanted` accepts (the files a tick
+    may take), and the markers and other names around them, at most `cap` entries in all.
+
+    Counting every name against one limit let names a tick does not take (markers, sidecar
+    files, files already done) crowd out the new files, tick after tick."""
+    window, count = [], 0
+    for entry in entries:
+        if count >= budget or len(window) >= cap:
+            break
+        window.append(entry)
+        count += bool(wanted(entry.name))
+    return window
 
 
 def unordered_file_tick(
@@ -141,10 +196,14 @@ def unordered_file_tick(
     ...      max_new=10, ready_marker=None)
     (['07aa.xml'], {'pending': {}})
     """
+    pending = cursor.get("pending", {})
+    # pending at the stored cursor but a partition now: taken by a tick whose cursor was not
+    # stored (see `_result`); asked for again, and Dagster's run keys keep it to one run
+    retaken = sorted(name for name in pending if name in known)[:max_new]
     ready, next_pending = _ready_files(
-        entries, cursor.get("pending", {}), known, pattern_matches, max_new, ready_marker
+        entries, pending, known, pattern_matches, max_new - len(retaken), ready_marker
     )
-    return ready, {"pending": next_pending}
+    return retaken + ready, {"pending": next_pending}
 
 
 def new_files_sensor(
@@ -191,13 +250,21 @@ def new_files_sensor(
                 entries, cursor, known, matches, max_new=max_new_per_tick,
                 ready_marker=ready_marker,
             )  # fmt: skip
-        limit = window + len(cursor.get("pending", {})) + len(cursor.get("done", []))
-        entries = list(
-            list_files(location, "*", after=cursor.get("after"), limit=limit, s3_client=client)
-        )
+        done = set(cursor.get("done", []))
+        budget = window + len(cursor.get("pending", {}))
+        entries = _listing_window(
+            list_files(location, "*", after=cursor.get("after"), s3_client=client),
+            lambda file: _is_data(file, matches, ready_marker) and file not in done,
+            budget, cap=_LISTING_CAP_RATIO * (budget + len(done)),
+        )  # fmt: skip
+        checked = list(cursor.get("parked", {}))[:max_new_per_tick]
+        parked_entries = [
+            entry for name in checked for entry in files_named(location, name, s3_client=client)
+        ]
         return file_tick(
-            entries, cursor, matches, max_new=max_new_per_tick, ready_marker=ready_marker
-        )
+            entries, cursor, matches, max_new=max_new_per_tick, ready_marker=ready_marker,
+            parked_entries=parked_entries, parked_checked=checked, park_after=window,
+        )  # fmt: skip
 
     @sensor(
         name=name or f"{'__'.join(source.key.path)}__new_files",
@@ -208,7 +275,7 @@ def new_files_sensor(
         description=f"new files matching {pattern!r} under {location}",
     )
     def _sensor(context: SensorEvaluationContext):
-        cursor = _cursor(context, {"after": str, "pending": dict, "done": list})
+        cursor = _cursor(context, {"after": str, "pending": dict, "done": list, "parked": dict})
         client = s3_client_of(getattr(context.resources, s3_resource_key)) if on_s3 else None
         try:
             ready, next_cursor = tick(context, cursor, client)
@@ -254,6 +321,33 @@ def new_range_keys(
         keys.append(range_key(after, row_range.high))
         after = row_range.high
     return keys, after
+
+
+def ranges_beyond(keys_newest_first: Sequence[str], last: Any) -> tuple[list[str], Any]:
+    """(the range partition keys among `keys_newest_first` that end above `last`, oldest
+    first; the highest end among them, or `last`).
+
+    `new_rows_sensor` starts each tick after the stored cursor's end and after these: ranges
+    added by a tick whose cursor was never stored (a daemon stopped mid-tick, an overlapping
+    tick) or before a cursor reset. New ranges then never overlap old ones, and the runs of
+    these are asked for again (Dagster's run keys keep each to one run). Keys that are no
+    range are skipped.
+
+    >>> ranges_beyond(["4..6", "2..4", "start..2"], 2)
+    (['2..4', '4..6'], 6)
+    >>> ranges_beyond(["start..2"], 2)
+    ([], 2)
+    """
+    beyond, highest = [], last
+    for key in keys_newest_first:
+        try:
+            _, high = parse_range_key(key)
+        except ValueError:
+            continue
+        if last is None or high > last:
+            beyond.append(key)
+            highest = high if highest is None or high > highest else highest
+    return beyond[::-1], highest
 
 
 def _cursor(context: SensorEvaluationContext, fields: dict[str, type]) -> dict[str, Any]:
@@ -382,17 +476,22 @@ def new_rows_sensor(
             raise TypeError(
                 f"sensor {sensor_name}: table {table}, column {column!r}: {error}"
             ) from error
-        keys, high = [], last
+        recent = context.instance.get_paginated_dynamic_partitions(
+            source.partitions_def.name, limit=max_partitions_per_tick, ascending=False
+        ).results
         try:
+            retaken, last = ranges_beyond(recent, last)
             newer = through is not None and (last is None or through > last)
         except TypeError as error:  # a cursor left by a column of another type
             raise _bad_cursor(context, error) from None
+        keys, high = [], last
         if newer:
             keys, high = new_range_keys(
                 engine, table, column, after=last, through=through,
                 rows_per_partition=rows_per_partition, max_partitions=max_partitions_per_tick,
                 schema=schema,
             )  # fmt: skip
+        keys = retaken + keys
         next_cursor = {"seen": seen, **({"high": format_bound(high)} if high is not None else {})}
         if not keys:
             skip = SkipReason(

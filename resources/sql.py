@@ -7,6 +7,8 @@ from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 from sqlalchemy.engine import URL, Engine, make_url
 
+from ds_assets.formats.sql import safe_url, secret_query_keys
+
 
 class SQLResource(ConfigurableResource):
     """A database for `sql_source` and `new_rows_sensor`.
@@ -40,6 +42,14 @@ class SQLResource(ConfigurableResource):
                 f"SQLResource url {url.render_as_string(hide_password=True)} holds a password; "
                 "give it as password=EnvVar('NAME') instead, so it is never shown"
             )
+        secrets = secret_query_keys(url)
+        if secrets:
+            shown = safe_url(url)
+            raise ValueError(
+                f"SQLResource url {shown} holds {', '.join(secrets)} in its query string; give "
+                "the password as password=EnvVar('NAME') (other secrets in connect_args, each "
+                "from an EnvVar), so it is never shown"
+            )
         return url.set(password=self.password) if self.password else url
 
     def get_engine(self) -> Engine:
@@ -52,4 +62,4 @@ class SQLResource(ConfigurableResource):
 
     def safe_url(self) -> str:
         """The URL as it may be shown: the password replaced by `***`."""
-        return self.database_url().render_as_string(hide_password=True)
+        return safe_url(self.database_url())

@@ -778,3 +778,19 @@ def test_reading_5m_postgresql_rows_stays_under_300mb_above_baseline(postgresql)
     for report in reports.values():  # map-style (Arrow file written, then mapped) and stream
         assert report["rows"] == MEMORY_ROWS, report
         assert report["growth_mb"] < MEMORY_LIMIT_MB, report
+
+
+def test_secrets_in_the_query_string_are_never_shown(sqlite):
+    from resources import SQLResource
+
+    url = "postgresql+psycopg2://postgres@127.0.0.1:5432/test?sslmode=disable&password=Secret1"
+    with pytest.raises(ValueError, match=r"holds password in its query string") as caught:
+        SQLResource(url=url).get_engine()
+    assert "Secret1" not in str(caught.value) and "password=***" in str(caught.value)
+    engine = sa.create_engine(f"{sqlite.url}?auth_token=Secret2")
+    try:
+        with pytest.raises(LookupError) as missing:
+            sql.from_table(engine, "no_such_table")
+    finally:
+        engine.dispose()
+    assert "Secret2" not in str(missing.value) and "auth_token=***" in str(missing.value)

@@ -237,8 +237,8 @@ def test_new_rows_become_fixed_ranges_picked_up_once(instance, tmp_path):
     driver = SensorDriver(sensor, instance, [source], {"sql": resource})
     before = driver.cursor or ""  # no cursor yet
     assert driver.tick() == ["start..3", "3..6"]  # at most two ranges per tick
-    assert driver.tick(cursor=before) == []  # an overlapping tick re-adds nothing
-    assert driver.tick() == ["6..7"]
+    # an overlapping tick (from the cursor before) goes on after the ranges added, never over
+    assert driver.tick(cursor=before) == ["6..7"]
     assert driver.tick() == []
     insert(engine, "orders", [8, 9])
     restarted = SensorDriver(sensor, instance, [source], {"sql": resource})
@@ -417,3 +417,20 @@ def test_xml_hdf5_and_webdataset_sources_read_their_files(instance, incoming, tm
     stored = run_partition(shards, "shard-000.tar", instance, tmp_path)
     assert stored["__key__"][:] == ["a", "b"] and stored["txt"][:] == ["first", "second"]
     assert stored["cls"][:] == [1, 0]
+
+
+def test_declared_features_are_part_of_each_sources_code_version():
+    from datasets import Features, Value
+
+    from ds_assets import hdf5_source, sql_source, webdataset_source, xml_source
+
+    as_text, as_number = (Features({"a": Value(kind)}) for kind in ("string", "int32"))
+    for factory in (
+        lambda features: xml_source("o", "incoming", features=features),
+        lambda features: hdf5_source("o", "incoming", features=features),
+        lambda features: webdataset_source("o", "incoming", features=features),
+        lambda features: sql_source("o", "orders", features=features),
+    ):
+        versions = [factory(features).code_versions_by_key for features in (as_text, as_number)]
+        assert versions[0] != versions[1]
+        assert factory(as_text).code_versions_by_key == versions[0]  # and stable

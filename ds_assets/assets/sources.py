@@ -49,6 +49,7 @@ def file_source(
     local_file: bool = True,
     s3_resource_key: str = "s3",
     reader_arguments: dict[str, Any] | None = None,
+    features: Any = None,
     **options: Any,
 ) -> AssetsDefinition:
     """A source asset with one dynamic partition per file under `location` matching `pattern`.
@@ -57,7 +58,9 @@ def file_source(
     `S3Resource` under `s3_resource_key`). `read(path, s3_client)` turns one file into a
     `Dataset`; with `local_file=True` it gets a local path (S3 files are downloaded to a
     temporary file first), otherwise the path or `s3://` URL itself. The partition key is the
-    file's name relative to `location`. Pair it with `new_files_sensor`.
+    file's name relative to `location`. `features`: the Features the reader declares, if any;
+    only for the code version (changing them marks the asset stale). Pair it with
+    `new_files_sensor`.
 
     >>> import datasets
     >>> csv = file_source("clicks", "incoming/", "*.csv",
@@ -89,7 +92,9 @@ def file_source(
         required_resource_keys={s3_resource_key} if on_s3 else set(),
         description=description,
         metadata=metadata,
-        code_version=code_version("file_source", arguments, read),
+        code_version=code_version(
+            "file_source", {**arguments, **_features_version(features)}, read
+        ),
         **asset_options,
     )
     def _source(context: AssetExecutionContext) -> dict[str, Dataset]:
@@ -106,6 +111,12 @@ def file_source(
         return values
 
     return _source
+
+
+def _features_version(features: Any) -> dict[str, str]:
+    """Declared Features as code-version arguments: what a reader casts to changes what it
+    reads, though the reader's source stays the same."""
+    return {} if features is None else {"features": repr(features)}
 
 
 @contextlib.contextmanager
@@ -149,7 +160,9 @@ def xml_source(
                          features=features)  # fmt: skip
 
     arguments = {"row_tag": row_tag, "namespaces": namespaces, "encoding": encoding}
-    return file_source(name, location, pattern, read, reader_arguments=arguments, **options)
+    return file_source(
+        name, location, pattern, read, reader_arguments=arguments, features=features, **options
+    )
 
 
 def hdf5_source(
@@ -172,7 +185,9 @@ def hdf5_source(
         return hdf5.parse(path, datasets=datasets, features=features)
 
     arguments = {"datasets": list(datasets) if datasets else None}
-    return file_source(name, location, pattern, read, reader_arguments=arguments, **options)
+    return file_source(
+        name, location, pattern, read, reader_arguments=arguments, features=features, **options
+    )
 
 
 def webdataset_source(
@@ -197,8 +212,9 @@ def webdataset_source(
 
     arguments = {"decode": decode}
     return file_source(
-        name, location, pattern, read, local_file=False, reader_arguments=arguments, **options
-    )
+        name, location, pattern, read, local_file=False, reader_arguments=arguments,
+        features=features, **options,
+    )  # fmt: skip
 
 
 def sql_source(
@@ -260,7 +276,7 @@ def sql_source(
         required_resource_keys={sql_resource_key},
         description=description,
         metadata=metadata,
-        code_version=code_version("sql_source", arguments),
+        code_version=code_version("sql_source", {**arguments, **_features_version(features)}),
         **asset_options,
     )
     def _source(context: AssetExecutionContext):

@@ -141,6 +141,38 @@ def list_files(
             yield entry
 
 
+def files_named(location: str, name: str, s3_client: Any = None) -> list[FileEntry]:
+    """The files under `location` whose relative name starts with `name` in its folder: the
+    file itself and its siblings such as `<name>.done`, in one S3 listing or one local
+    folder scan (how a sensor looks again at a few files it set aside, without listing
+    everything after them).
+
+    >>> import pathlib, tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> for each in ("a.xml", "a.xml.done", "ab.xml"):
+    ...     _ = (folder / each).write_text("<r/>")
+    >>> [entry.name for entry in files_named(str(folder), "a.xml")]
+    ['a.xml', 'a.xml.done']
+    """
+    location = normalize_location(location)
+    if is_s3(location):
+        return list(_list_s3(location, None, s3_client, name_prefix=name))
+    root = os.path.abspath(location)
+    folder, _, start = name.rpartition("/")
+    try:
+        scan = os.scandir(os.path.join(root, *folder.split("/")) if folder else root)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = []
+    with scan:
+        for entry in scan:
+            if entry.name.startswith(start) and entry.is_file(follow_symlinks=False):
+                stat = entry.stat(follow_symlinks=False)
+                relative = f"{folder}/{entry.name}" if folder else entry.name
+                found.append(FileEntry(relative, stat.st_size, str(stat.st_mtime_ns)))
+    return sorted(found, key=lambda entry: entry.name)
+
+
 def _list_local(root: str, relative: str, after: str | None) -> Iterator[FileEntry]:
     directory = os.path.join(root, relative) if relative else root
     with os.scandir(directory) as scan:
@@ -160,9 +192,11 @@ def _list_local(root: str, relative: str, after: str | None) -> Iterator[FileEnt
             yield FileEntry(full, stat.st_size, str(stat.st_mtime_ns))
 
 
-def _list_s3(location: str, after: str | None, client: Any) -> Iterator[FileEntry]:
+def _list_s3(
+    location: str, after: str | None, client: Any, name_prefix: str = ""
+) -> Iterator[FileEntry]:
     bucket, prefix = split_s3(location)
-    kwargs = {"Bucket": bucket, "Prefix": prefix}
+    kwargs = {"Bucket": bucket, "Prefix": prefix + name_prefix}
     if after:
         kwargs["StartAfter"] = prefix + after
     with s3_errors("a listing", bucket, prefix):

@@ -50,6 +50,7 @@ import contextlib
 import datetime
 import decimal
 import math
+import re
 import sys
 import uuid
 import warnings
@@ -337,8 +338,32 @@ def _engine(engine: Engine | str) -> Engine:
     raise TypeError(f"expected a SQLAlchemy Engine or a database URL, got {type(engine).__name__}")
 
 
+SECRET_QUERY_KEYS = re.compile(r"passw|pwd|secret|token", re.IGNORECASE)
+
+
+def secret_query_keys(url: sa.URL) -> list[str]:
+    """The query-string keys of `url` that carry a secret (`?password=`, `sslpassword`,
+    `pwd`, `auth_token`), which `render_as_string(hide_password=True)` would show.
+
+    >>> secret_query_keys(sa.make_url("postgresql://u@db/x?sslmode=require&password=p"))
+    ['password']
+    """
+    return sorted(key for key in url.query if SECRET_QUERY_KEYS.search(key))
+
+
+def safe_url(url: sa.URL) -> str:
+    """`url` as it may be shown: its password and secret query values as `***`.
+
+    >>> safe_url(sa.make_url("postgresql://u:pw@db/x?password=pw&sslmode=require"))
+    'postgresql://u:***@db/x?password=***&sslmode=require'
+    """
+    hidden = {key: "HIDDEN" for key in secret_query_keys(url)}  # "***" would be %-escaped
+    shown = url.update_query_dict(hidden).render_as_string(hide_password=True)
+    return shown.replace("=HIDDEN", "=***")
+
+
 def _safe_url(engine: Engine) -> str:
-    return engine.url.render_as_string(hide_password=True)
+    return safe_url(engine.url)
 
 
 def _table_label(engine: Engine, table: str, schema: str | None) -> str:
