@@ -2,8 +2,9 @@
 
 Exactly once, across overlapping ticks, restarts and a reset cursor, rests on three things:
 the cursor (stored by Dagster after each tick) remembers how far the listing got; a partition
-already in the instance is never added or requested again; each run request's `run_key` is the
-partition key, which Dagster never launches twice for one sensor.
+already in the instance is never added again, and SQL ranges start after the last one added;
+each run request's `run_key` is the partition key, which Dagster never launches twice for one
+sensor, so a request repeated after a daemon stopped mid-tick launches nothing twice.
 """
 
 import json
