@@ -44,7 +44,7 @@ def test_materialize_all_partitions_is_one_run_and_downstream_sees_them_all(tmp_
         assert (tags["dagster/asset_partition_range_start"],
                 tags["dagster/asset_partition_range_end"]) == ("0.json", "3.json")  # fmt: skip
         # the run is queued (no run launcher here): execute what it asks for, its range tags
-        from tests.backfill_definitions import defs, every_event, events
+        from tests.backfill_definitions import defs, events, every_event
 
         resources = {"io_manager": defs.resources["io_manager"]}
         partitions = ",".join(names)
