@@ -9,7 +9,8 @@ from datasets import Dataset
 from ds_assets import file_source
 from resources import DatasetIOManager
 
-FOLDER = os.environ["DS_ASSETS_BACKFILL_DIR"]
+# set by the test; the default only lets pytest's doctest collection import this file
+FOLDER = os.environ.get("DS_ASSETS_BACKFILL_DIR", os.path.join("data", "backfill-test"))
 
 
 def read_json_lines(path, _client):
