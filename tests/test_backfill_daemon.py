@@ -2,6 +2,7 @@
 iteration against a real instance: one run for all partitions (`BackfillPolicy.single_run()`),
 and a downstream unpartitioned asset then sees every partition's rows."""
 
+import importlib
 import json
 import logging
 import os
@@ -44,8 +45,8 @@ def test_materialize_all_partitions_is_one_run_and_downstream_sees_them_all(tmp_
         assert (tags["dagster/asset_partition_range_start"],
                 tags["dagster/asset_partition_range_end"]) == ("0.json", "3.json")  # fmt: skip
         # the run is queued (no run launcher here): execute what it asks for, its range tags
-        from tests.backfill_definitions import defs, events, every_event
-
+        definitions = importlib.reload(importlib.import_module("tests.backfill_definitions"))
+        defs, events, every_event = definitions.defs, definitions.events, definitions.every_event
         resources = {"io_manager": defs.resources["io_manager"]}
         partitions = ",".join(names)
         range_tags = {key: value for key, value in tags.items() if "partition_range" in key}
