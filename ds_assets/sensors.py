@@ -144,7 +144,8 @@ def file_tick(
     done_after = sorted(name for name in finished if after is None or name > after)
     if park_after is not None and len(done_after) > park_after and entries:
         parked |= next_pending
-        next_pending, after, done_after = {}, entries[-1].name, []
+        next_pending, after = {}, entries[-1].name
+        done_after = sorted(name for name in finished if name > after)  # listed by a longer tick
     next_cursor = {"after": after, "pending": next_pending, "done": done_after}
     if parked:
         next_cursor["parked"] = parked
