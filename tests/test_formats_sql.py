@@ -780,6 +780,26 @@ def test_reading_5m_postgresql_rows_stays_under_300mb_above_baseline(postgresql)
         assert report["growth_mb"] < MEMORY_LIMIT_MB, report
 
 
+def test_reading_5m_mariadb_rows_stays_under_300mb_above_baseline(mariadb):
+    name = f"mem_{uuid.uuid4().hex[:10]}"
+    with mariadb.begin() as connection:  # MariaDB's SEQUENCE engine makes the rows server-side
+        connection.execute(
+            sa.text(
+                f"CREATE TABLE {name} ENGINE=InnoDB AS SELECT CAST(seq AS SIGNED) AS id, "
+                f"CONCAT('row ', seq) AS name, seq * 0.5e0 AS score FROM seq_1_to_{MEMORY_ROWS}"
+            )
+        )
+    try:
+        url = mariadb.url.render_as_string(hide_password=False)
+        reports = run_probes(url, name, ["ds_assets", "ds_assets-stream"])
+    finally:
+        with mariadb.begin() as connection:
+            connection.execute(sa.text(f"DROP TABLE {name}"))
+    for report in reports.values():  # map-style and stream, as on PostgreSQL
+        assert report["rows"] == MEMORY_ROWS, report
+        assert report["growth_mb"] < MEMORY_LIMIT_MB, report
+
+
 def test_secrets_in_the_query_string_are_never_shown(sqlite):
     from resources import SQLResource
 
