@@ -76,9 +76,11 @@ def _ready_files(
     pattern_matches,
     max_new: int,
     ready_marker: str | None,
+    seen_before: bool = False,
 ) -> tuple[list[str], dict[str, str]]:
     """(names of listed files now complete, at most `max_new`; signatures of the others to look
-    at again) among the entries matching the pattern and not in `skip`."""
+    at again) among the entries matching the pattern and not in `skip`. With `seen_before`, a
+    file with its marker is complete only once it is in `pending` too (seen at a tick before)."""
     names = {entry.name for entry in entries}
     ready, next_pending = [], {}
     for entry in entries:
@@ -89,6 +91,7 @@ def _ready_files(
         signature = f"{entry.size}:{entry.stamp}"
         if ready_marker:
             complete = entry.name + ready_marker in names
+            complete = complete and (not seen_before or entry.name in pending)
         else:
             complete = pending.get(entry.name) == signature
         if complete and len(ready) < max_new:
@@ -202,9 +205,12 @@ def unordered_file_tick(
     # pending at the stored cursor but a partition now: taken by a tick whose cursor was not
     # stored (see `_result`); asked for again, and Dagster's run keys keep it to one run
     retaken = sorted(name for name in pending if name in known)[:max_new]
+    # a file is taken only once it is in the stored cursor's `pending`, even with its marker:
+    # a tick taking a file nobody recorded could not be repeated by the next one
     ready, next_pending = _ready_files(
-        entries, pending, known, pattern_matches, max_new - len(retaken), ready_marker
-    )
+        entries, pending, known, pattern_matches, max_new - len(retaken), ready_marker,
+        seen_before=True,
+    )  # fmt: skip
     return retaken + ready, {"pending": next_pending}
 
 
@@ -229,7 +235,9 @@ def new_files_sensor(
     taken, so a tick costs time in proportion to the new files. With
     `names_in_arrival_order=False` (random or reused prefixes, UUID names), each tick lists
     every file and takes those that are not a partition yet: no file is missed, whatever its
-    name, but a tick costs time in proportion to all the files under the location. At most
+    name, but a tick costs time in proportion to all the files under the location (and a file
+    is taken at the second tick that sees it, even with its marker, so that a tick cut short
+    by a stopped daemon is repeated). At most
     `max_new_per_tick` files per tick; the rest follow at the next ticks.
 
     >>> from ds_assets import xml_source

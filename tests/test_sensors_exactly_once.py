@@ -79,14 +79,18 @@ def test_a_file_still_growing_at_the_head_among_sidecar_files(instance, incoming
 
 
 @pytest.mark.parametrize("in_arrival_order", [True, False])
+@pytest.mark.parametrize("marker", [None, ".done"])
 def test_a_daemon_stopped_after_adding_partitions_requests_the_runs_next_tick(
-    instance, incoming, in_arrival_order
+    instance, incoming, in_arrival_order, marker
 ):
     source = file_source("events", incoming, "*.json", read_json_lines)
-    sensor = new_files_sensor(source, names_in_arrival_order=in_arrival_order)
+    sensor = new_files_sensor(source, names_in_arrival_order=in_arrival_order, ready_marker=marker)
     driver = SensorDriver(sensor, instance, [source])
     write(incoming, "a.json")
-    assert driver.tick() == []  # seen once
+    if marker:
+        write(incoming, "a.json" + marker, "")
+    if not (marker and in_arrival_order):
+        assert driver.tick() == []  # seen once (names in no order: even with its marker)
     driver.tick(stop_after_partitions=True)  # the partition is added, then the daemon stops
     assert instance.get_dynamic_partitions("events__files") == ["a.json"]
     assert driver.tick() == ["a.json"]  # from the cursor stored before: requested now
