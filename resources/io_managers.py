@@ -361,18 +361,18 @@ def _concatenate(values: Mapping[str, Any], context: InputContext) -> Any:
     if not items:
         raise NotStoredError(f"no partition of {context.asset_key.to_user_string()} is stored")
     what = f"partitions of {context.asset_key.to_user_string()}"
+    named = {f"partition {pk!r}": v for pk, v in values.items()}
     try:
         if isinstance(items[0], (DatasetDict, IterableDatasetDict)):
             joined = {
                 s: combine_transformed(
-                    {f"partition {pk!r}": v[s] for pk, v in values.items()},
+                    {name: v[s] for name, v in named.items()},
                     concatenate_datasets,
                     f"{what}, split {s!r}",
                 )
                 for s in items[0]
             }
             return type(items[0])(joined)
-        named = {f"partition {pk!r}": v for pk, v in values.items()}
         return combine_transformed(named, concatenate_datasets, what)
     except LazyTransformError:
         raise

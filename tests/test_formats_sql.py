@@ -759,6 +759,20 @@ def run_probes(url, table, readers):
     return reports
 
 
+def assert_memory_table_read_within_limit(engine, name):
+    """Read the MEMORY_ROWS table `name` map-style (Arrow file written, then mapped) and as a
+    stream, each in its own process, within MEMORY_LIMIT_MB above baseline; then drop it."""
+    try:
+        url = engine.url.render_as_string(hide_password=False)
+        reports = run_probes(url, name, ["ds_assets", "ds_assets-stream"])
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"DROP TABLE {name}"))
+    for report in reports.values():
+        assert report["rows"] == MEMORY_ROWS, report
+        assert report["growth_mb"] < MEMORY_LIMIT_MB, report
+
+
 def test_reading_5m_postgresql_rows_stays_under_300mb_above_baseline(postgresql):
     name = f"mem_{uuid.uuid4().hex[:10]}"
     with postgresql.begin() as connection:
@@ -769,15 +783,7 @@ def test_reading_5m_postgresql_rows_stays_under_300mb_above_baseline(postgresql)
             ),
             {"rows": MEMORY_ROWS},
         )
-    try:
-        url = postgresql.url.render_as_string(hide_password=False)
-        reports = run_probes(url, name, ["ds_assets", "ds_assets-stream"])
-    finally:
-        with postgresql.begin() as connection:
-            connection.execute(sa.text(f"DROP TABLE {name}"))
-    for report in reports.values():  # map-style (Arrow file written, then mapped) and stream
-        assert report["rows"] == MEMORY_ROWS, report
-        assert report["growth_mb"] < MEMORY_LIMIT_MB, report
+    assert_memory_table_read_within_limit(postgresql, name)
 
 
 def test_reading_5m_mariadb_rows_stays_under_300mb_above_baseline(mariadb):
@@ -789,15 +795,7 @@ def test_reading_5m_mariadb_rows_stays_under_300mb_above_baseline(mariadb):
                 f"CONCAT('row ', seq) AS name, seq * 0.5e0 AS score FROM seq_1_to_{MEMORY_ROWS}"
             )
         )
-    try:
-        url = mariadb.url.render_as_string(hide_password=False)
-        reports = run_probes(url, name, ["ds_assets", "ds_assets-stream"])
-    finally:
-        with mariadb.begin() as connection:
-            connection.execute(sa.text(f"DROP TABLE {name}"))
-    for report in reports.values():  # map-style and stream, as on PostgreSQL
-        assert report["rows"] == MEMORY_ROWS, report
-        assert report["growth_mb"] < MEMORY_LIMIT_MB, report
+    assert_memory_table_read_within_limit(mariadb, name)
 
 
 def test_secrets_in_the_query_string_are_never_shown(sqlite):

@@ -1,11 +1,12 @@
 """Lazy transforms of the splits of a dict: each split keeps its own chain when stored and when
 loaded, whether the dict is stored whole or as one asset per split."""
 
-from dagster import asset, materialize
+from dagster import asset
 from datasets import Dataset, DatasetDict, IterableDatasetDict
 
 from ds_assets import lazy_transform_asset, map_asset, split_assets
 from ds_assets.storage import LocalStore
+from tests.test_assets import run
 from tests.transforms_for_tests import shout, shout_backwards
 
 TRAIN = Dataset.from_dict({"text": ["a", "bb", "ccc"], "x": [1, 2, 3]})
@@ -18,13 +19,6 @@ def pair():
         return DatasetDict(train=TRAIN, test=TEST)
 
     return _pair
-
-
-def run(env, *assets):
-    instance, io_manager, _ = env
-    result = materialize(list(assets), resources={"io_manager": io_manager}, instance=instance)
-    assert result.success
-    return result
 
 
 def store(env) -> LocalStore:

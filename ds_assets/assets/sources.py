@@ -101,13 +101,13 @@ def file_source(
         client = s3_client_of(getattr(context.resources, s3_resource_key)) if on_s3 else None
         values = {}
         for file_name in context.partition_keys:
-            context.log.info(f"reading {url_of(location, file_name)}")
+            url = url_of(location, file_name)
+            context.log.info(f"reading {url}")
             if local_file:
-                url = url_of(location, file_name)
                 with local_copy(location, file_name, client) as path, _named_by(path, url):
                     values[file_name] = read(path, client)
             else:
-                values[file_name] = read(url_of(location, file_name), client)
+                values[file_name] = read(url, client)
         return values
 
     return _source
