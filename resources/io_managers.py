@@ -276,8 +276,9 @@ def _index_wanted(store: DatasetStore, key: tuple[str, ...], context: InputConte
 def _open_index(store: DatasetStore, key: tuple[str, ...], context: InputContext) -> SearchIndex:
     annotation = _annotation(context)
     wanted = _is_index_type(annotation)
-    manifest, folder, dataset = store.load_bundle(key)
-    index = open_stored(manifest.index, folder, dataset)
+    index = store.open_bundle(
+        key, lambda manifest, folder, dataset: open_stored(manifest.index, folder, dataset)
+    )
     if wanted and not isinstance(index, annotation):
         raise DatasetTypeError(
             f"input {context.name!r}: asset {context.asset_key.to_user_string()} is a "

@@ -272,7 +272,9 @@ def test_bundle_keeps_index_files_with_the_indexed_dataset_version(store, tmp_pa
 
 
 def test_bundle_of_an_unstored_dataset_names_it(store, tmp_path):
-    with pytest.raises(NotStoredError, match="missing: no Dataset stored by ds-assets to index"):
+    with pytest.raises(
+        NotStoredError, match="missing: no Dataset or IterableDataset stored by ds-assets to index"
+    ):
         store.save_bundle(("i",), str(tmp_path), ("missing",), {})
 
 

@@ -21,6 +21,8 @@ alias made without ds_assets as they arrive.
 
 import json
 import os
+import re
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -39,8 +41,9 @@ from datasets import Dataset, concatenate_datasets
 from ds_assets.assets.common import Upstream, code_version, describe, split_options, upstream_key
 from ds_assets.index.base import SearchIndex, StaleIndexError, embedder_path
 from ds_assets.index.stored import FAISS_FILE, BuiltIndex
-from ds_assets.storage.base import DatasetStore
-from ds_assets.storage.layout import INDEX, new_version
+from ds_assets.ops.lazy import combine_transformed
+from ds_assets.storage.base import DatasetStore, StaleVersionError
+from ds_assets.storage.layout import DATASET, INDEX, new_version
 from resources.partitions import partition_path
 
 SAMPLE_HITS = 5
@@ -81,9 +84,17 @@ def _first_value(dataset: Dataset, column: str) -> Any:
 
 
 def _first_words(dataset: Dataset, column: str, words: int = 3) -> str | None:
-    """A sample full-text query: the first words of the first row's text."""
+    """A sample full-text query: the first words of the first row's text (of its first texts
+    for a list column), as plain lowercase words, so that its punctuation or an `AND` is never
+    read as query syntax.
+
+    >>> _first_words(Dataset.from_dict({"t": ['Note: "AND" price: $5']}), "t")
+    'note and price'
+    """
     first = _first_value(dataset, column)
-    return " ".join(str(first).split()[:words]) if first else None
+    texts = first if isinstance(first, list) else [first]
+    found = re.findall(r"\w+", " ".join(text for text in texts if isinstance(text, str)))
+    return " ".join(word.lower() for word in found[:words]) or None
 
 
 def _indexed_keys(context: AssetExecutionContext, key: AssetKey):
@@ -140,7 +151,7 @@ def _index_asset(
         started = time.perf_counter()
         built = _appended(context, key, arguments, append) if append else None
         if built is None:
-            versions = _versions(context, key)
+            dataset, versions = _pinned_input(context, key, dataset)
             built = build(context, dataset)
             built.dataset = _indexed_keys(context, key)
             built.versions = versions
@@ -183,6 +194,41 @@ def _appended(
     info.update(appended=names)
     folder = tempfile.mkdtemp(prefix="ds-assets-append-")
     return BuiltIndex(indexed + new, folder, info, sample, versions)
+
+
+def _pinned_input(
+    context: AssetExecutionContext, key: AssetKey, loaded: Dataset, attempts: int = 5
+) -> tuple[Dataset, list[str] | None]:
+    """(the input, the stored versions it is): Dagster loaded `loaded` before this op began, so
+    a save of the upstream in between would pass for the version noted here while the older
+    rows get indexed. The input is read again between two readings of the versions instead,
+    and kept once they agree (a save always makes a new version)."""
+    for _ in range(attempts):
+        versions = _versions(context, key)
+        if versions is None:  # not one of ds_assets' stores: no versions to pin
+            return loaded, None
+        store: DatasetStore = context.resources.io_manager.store()
+        dataset = _loaded(store, _indexed_keys(context, key), key)
+        if _versions(context, key) == versions:
+            return dataset, versions
+    raise StaleVersionError(
+        f"{key.to_user_string()} was stored again during each of {attempts} attempts to read "
+        "one version of it to index; materialize the index again once it settles"
+    )
+
+
+def _loaded(store: DatasetStore, parts: tuple | list, key: AssetKey) -> Dataset:
+    """The input as the IO manager loads it: one key, or the partitions concatenated in order
+    with their lazy chain kept."""
+    if isinstance(parts, tuple):
+        return store.load(parts, DATASET)
+    depth = len(key.path)
+    loaded = {f"partition {'/'.join(part[depth:])!r}": store.load(part, DATASET) for part in parts}
+    if len(loaded) == 1:
+        return next(iter(loaded.values()))
+    return combine_transformed(
+        loaded, concatenate_datasets, f"partitions of {key.to_user_string()}"
+    )
 
 
 def _versions(context: AssetExecutionContext, key: AssetKey) -> list[str] | None:
@@ -296,10 +342,14 @@ def fulltext_index_asset(
         from ds_assets.index import fulltext
 
         folder = tempfile.mkdtemp(prefix="ds-assets-fulltext-")
-        index = fulltext.build(dataset, columns, folder)
-        info = {"engine": "fulltext", **index.describe(), "text_columns": columns}
-        query = _first_words(dataset, columns[0])
-        return BuiltIndex((), folder, info, sample_query(index, dataset, query))
+        try:
+            index = fulltext.build(dataset, columns, folder)
+            info = {"engine": "fulltext", **index.describe(), "text_columns": columns}
+            query = _first_words(dataset, columns[0])
+            return BuiltIndex((), folder, info, sample_query(index, dataset, query))
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
 
     return _index_asset("fulltext", name, upstream, arguments, build, options)
 

@@ -115,6 +115,9 @@ class FullTextIndex(SearchIndex):
         manifest = _read_manifest(folder)
         try:
             index = tantivy.Index.open(folder)
+            # tantivy's default reader follows the folder to whatever is committed there next;
+            # an opened index keeps the version it opened (its rows are that version's)
+            index.config_reader(reload_policy="Manual")
         except (ValueError, OSError) as error:
             raise SearchIndexError(f"{folder}: not a readable tantivy index: {error}") from None
         return cls(

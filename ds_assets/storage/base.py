@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 import datasets
 import pyarrow as pa
@@ -26,6 +28,8 @@ from ds_assets.storage.layout import (
     new_version,
 )
 from ds_assets.storage.save import PREVIEW_ROWS, SaveResult
+
+Opened = TypeVar("Opened")
 
 Stored = Dataset | DatasetDict | IterableDataset | IterableDatasetDict
 
@@ -205,9 +209,12 @@ class DatasetStore(ABC):
         upstreams = []
         for part in parts:
             upstream = self.manifest(part)
-            if upstream is None or upstream.kind != DATASET:
+            if upstream is None or upstream.kind not in (DATASET, ITERABLE_DATASET):
+                # a stored stream is the same Arrow files as a Dataset: it is indexed and linked
+                # as one
                 raise NotStoredError(
-                    f"{self.uri(part)}: no Dataset stored by ds-assets to index; materialize it"
+                    f"{self.uri(part)}: no Dataset or IterableDataset stored by ds-assets to "
+                    "index; materialize it"
                 )
             upstreams.append(upstream)
         self._check_same_chain(parts, upstreams)
@@ -274,6 +281,40 @@ class DatasetStore(ABC):
             folder, parts = self._open_bundle(key, manifest)
             dataset = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
         return manifest, folder, apply_transforms(dataset, manifest.transforms)
+
+    def open_bundle(
+        self,
+        key: Sequence[str],
+        opener: Callable[[Manifest, str, Dataset], Opened],
+        attempts: int = 20,
+    ) -> Opened:
+        """`opener(manifest, folder, dataset)` (see `load_bundle`) over one whole stored version.
+
+        A local bundle is opened in its live folder, so a save may swap in a new version
+        between reading the manifest and opening the index files: the version is read again
+        once `opener` has opened them (an open file or memory map keeps its version's bytes),
+        and the open is repeated when it changed, so the index never pairs with the rows of
+        another version.
+
+        >>> import os, tempfile
+        >>> from ds_assets.storage import LocalStore
+        >>> store, built = LocalStore(tempfile.mkdtemp()), tempfile.mkdtemp()
+        >>> _ = store.save(("docs",), Dataset.from_dict({"text": ["a", "b"]}))
+        >>> _ = store.save_bundle(("docs_index",), built, ("docs",), {"engine": "demo"})
+        >>> store.open_bundle(("docs_index",), lambda manifest, folder, ds: len(ds))
+        2
+        """
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(min(0.05, 0.005 * attempt))
+            manifest, folder, dataset = self.load_bundle(key)
+            opened = opener(manifest, folder, dataset)
+            current = self.manifest(key)
+            if current is not None and current.version == manifest.version:
+                return opened
+        raise StaleVersionError(
+            f"{self.uri(key)}: stored again during each of {attempts} attempts to open it"
+        )
 
     @abstractmethod
     def _open_bundle(self, key: tuple[str, ...], manifest: Manifest) -> tuple[str, list[Dataset]]:

@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Sequence
 
 from ds_assets.storage.atomic import atomic_directory
-from ds_assets.storage.base import DatasetStore, Stored
+from ds_assets.storage.base import DatasetStore, StaleVersionError, Stored
 from ds_assets.storage.layout import (
     BUNDLE_FILES,
     DICT_FILE,
@@ -93,8 +93,8 @@ class LocalStore(DatasetStore):
         return result
 
     def _save_linked(self, key, upstream, split, repeat, linked) -> None:
-        """Hard-link the upstream version's shards (symbolic links across file systems), so
-        the upstream version stays pinned and `datasets.load_from_disk` opens the result."""
+        """Hard-link the upstream version's shards (copies across file systems), so the
+        upstream version stays pinned and `datasets.load_from_disk` opens the result."""
         source = os.path.join(self.path(upstream), *([check_path_part(split)] if split else []))
         with atomic_directory(self._place(key)) as temp:
             _link_tree(source, temp, repeat)
@@ -107,7 +107,19 @@ class LocalStore(DatasetStore):
                 target = os.path.join(temp, *bundle_part_folder(number, len(parts)).split("/"))
                 os.makedirs(target)
                 _link_tree(self.path(part), target)
+            self._check_linked_versions(parts, manifest)
             write_json(os.path.join(temp, MANIFEST_FILE), manifest.to_json())
+
+    def _check_linked_versions(self, parts: list[tuple[str, ...]], manifest: Manifest) -> None:
+        """The parts were linked from their live folders: a save of one since `save_bundle`
+        read its version would have linked the newer files under the older version's name."""
+        for part, link in zip(parts, self.bundle_links(manifest), strict=True):
+            current = self.manifest(part)
+            if current is None or current.version != link["version"]:
+                raise StaleVersionError(
+                    f"{self.uri(part)} was stored again while the index was being saved "
+                    f"(version {link['version']} was indexed); materialize the index again"
+                )
 
     def _open_bundle(self, key, manifest):
         path = self.path(key)
@@ -197,8 +209,10 @@ def _link_tree(source: str, target: str, repeat: int = 1) -> None:
         elif entry.name.endswith(".arrow"):
             try:
                 os.link(os.path.realpath(entry.path), destination)
-            except OSError:  # another file system: a symbolic link keeps it copy-free
-                os.symlink(os.path.realpath(entry.path), destination)
+            except OSError:
+                # another file system: a copy, since a symbolic link would follow the
+                # upstream's folder to its next version instead of pinning this one
+                shutil.copyfile(os.path.realpath(entry.path), destination)
         elif entry.name == STATE_FILE and repeat > 1:
             state = read_json(entry.path)
             state["_data_files"] = state["_data_files"] * repeat
