@@ -15,11 +15,12 @@ from datasets import Dataset, IterableDataset
 import ds_assets.storage.local as local_store
 from ds_assets.assets.indexes import fulltext_index_asset
 from ds_assets.index import faiss, fulltext
-from ds_assets.index.base import SearchIndex
+from ds_assets.index.base import SearchIndex, SearchIndexError
 from ds_assets.index.stored import FAISS_FILE, open_stored
 from ds_assets.storage import LocalStore
 from ds_assets.storage.base import StaleVersionError
 from resources import DatasetIOManager
+from tests.es_server import elasticsearch_server  # noqa: F401 - the session fixture
 
 
 def save_fulltext_bundle(store, texts, key=("docs_text",)):
@@ -181,3 +182,69 @@ def test_an_index_over_a_stored_stream_is_stored_and_opens(tmp_path):
     assert materialize([docs, index], resources=resources).success
     reader = open_index(LocalStore(store_dir, cache_dir=str(tmp_path / "cache")))
     assert reader.nearest_examples("banana", k=1)[1]["text"] == ["banana split"]
+
+
+EMBED = "ds_assets.index.embedders:hashing_embedder"
+
+
+def notes_asset(texts):
+    @asset(name="notes")
+    def notes() -> Dataset:
+        return Dataset.from_dict({"text": list(texts)})
+
+    return notes
+
+
+def test_a_qdrant_reader_queries_the_collection_it_opened_not_the_moved_alias(
+    tmp_path, monkeypatch
+):
+    from ds_assets.assets.indexes import qdrant_index_asset
+    from resources.qdrant import QdrantResource
+
+    monkeypatch.chdir(tmp_path)  # the resource's folder is relative, as in the demo
+    resources = {
+        "io_manager": DatasetIOManager(base_dir=str(tmp_path / "data")),
+        "qdrant": QdrantResource(path="./qdrant"),
+    }
+    index = qdrant_index_asset("notes_qdrant", "notes", collection="notes", column="text",
+                               embed=EMBED)  # fmt: skip
+    store = LocalStore(str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"))
+    assert materialize(
+        [notes_asset(["east wind", "north star"]), index], resources=resources
+    ).success
+    assert store.manifest(("notes_qdrant",)).index["path"] == str(tmp_path / "qdrant")
+    reader = open_index(store, ("notes_qdrant",))
+    assert reader.nearest_examples("east wind", k=1)[1]["text"] == ["east wind"]
+    rebuilt = notes_asset(["north star", "east wind"])  # the same rows, reordered
+    assert materialize([rebuilt, index], resources=resources).success
+    with pytest.raises(SearchIndexError, match=r"collection or alias 'notes__\w+.*' not found"):
+        reader.nearest_examples("east wind", k=1)  # never row 0 of its own dataset
+    monkeypatch.chdir("/")  # a reader elsewhere finds the same local folder
+    assert open_index(store, ("notes_qdrant",)).nearest_examples("east wind", k=1)[1]["text"] == [
+        "east wind"
+    ]
+
+
+def test_an_elasticsearch_reader_keeps_the_resource_tls_settings(tmp_path, elasticsearch_server):  # noqa: F811
+    from ds_assets.assets.indexes import elasticsearch_index_asset
+    from resources import ElasticsearchResource
+
+    name = elasticsearch_server.unique_name("notes")
+    es = ElasticsearchResource(hosts=[elasticsearch_server.url], verify_certs=False,
+                               request_timeout=123.0)  # fmt: skip
+    resources = {"io_manager": DatasetIOManager(base_dir=str(tmp_path / "data")),
+                 "elasticsearch": es}  # fmt: skip
+    index = elasticsearch_index_asset("notes_es", "notes", index=name, text_columns=["text"])
+    assert materialize(
+        [notes_asset(["east wind", "north star"]), index], resources=resources
+    ).success
+    store = LocalStore(str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"))
+    reader = open_index(store, ("notes_es",))
+    node = reader.client.transport.node_pool.all()[0].config
+    assert (node.verify_certs, reader.client._request_timeout) == (False, 123.0)
+    assert reader.nearest_examples("north", k=1)[1]["text"] == ["north star"]
+    assert materialize(
+        [notes_asset(["north star", "east wind"]), index], resources=resources
+    ).success
+    with pytest.raises(SearchIndexError, match="index_not_found"):
+        reader.search("north", k=1)  # its index was replaced: never the new row positions

@@ -287,6 +287,23 @@ def _sample_query_of(info: dict[str, Any], dataset: Dataset) -> Any:
     return _first_value(dataset, info["column"]) if info.get("column") else None
 
 
+def _qdrant_location(resource: Any) -> dict[str, str]:
+    """Where readers of the stored index find Qdrant: the server URL, or the local folder as
+    an absolute path (a reader may run from another working directory)."""
+    return {"url": resource.url} if resource.url else {"path": os.path.realpath(resource.path)}
+
+
+def _elasticsearch_connection(resource: Any) -> dict[str, Any]:
+    """How readers of the stored index connect: hosts and TLS settings (the API key stays in
+    the environment, never in the manifest)."""
+    return {
+        "hosts": list(resource.hosts),
+        "verify_certs": resource.verify_certs,
+        "ca_certs": resource.ca_certs,
+        "request_timeout": resource.request_timeout,
+    }
+
+
 def faiss_index_asset(
     name: str,
     upstream: Upstream,
@@ -390,7 +407,7 @@ def qdrant_index_asset(
             distance=distance, payload_columns=list(payload_columns), id_column=id_column,
             version=new_version().lower(),
         )  # fmt: skip
-        where = {"url": resource.url} if resource.url else {"path": resource.path}
+        where = _qdrant_location(resource)
         info = {"engine": "qdrant", **index.describe(), **where, "embed": embed_path}
         sample = sample_query(index, dataset, _first_value(dataset, column)) if column else {}
         return BuiltIndex((), tempfile.mkdtemp(prefix="ds-assets-qdrant-"), info, sample)
@@ -404,7 +421,7 @@ def qdrant_index_asset(
             payload_columns=list(payload_columns), id_column=id_column, row_offset=offset,
             physical=stored.get("physical"),
         )  # fmt: skip
-        where = {"url": resource.url} if resource.url else {"path": resource.path}
+        where = _qdrant_location(resource)
         return index, {"engine": "qdrant", **index.describe(), **where, "embed": embed_path}
 
     return _index_asset(
@@ -447,8 +464,8 @@ def elasticsearch_index_asset(
             resource.get_client(), dataset, index, columns, mappings=mappings,
             settings=settings, id_column=id_column, version=new_version().lower(),
         )  # fmt: skip
-        info = {"engine": "elasticsearch", **built.describe(), "hosts": list(resource.hosts),
-                "text_columns": columns}  # fmt: skip
+        info = {"engine": "elasticsearch", **built.describe(),
+                **_elasticsearch_connection(resource), "text_columns": columns}  # fmt: skip
         sample = sample_query(built, dataset, _first_words(dataset, columns[0]))
         return BuiltIndex((), tempfile.mkdtemp(prefix="ds-assets-es-"), info, sample)
 
@@ -463,7 +480,7 @@ def elasticsearch_index_asset(
         described = built.describe()
         for name in ("num_rows", "dataset_fingerprint"):  # what build() recorded of its rows
             described.pop(name, None)
-        info = {"engine": "elasticsearch", **described, "hosts": list(resource.hosts),
+        info = {"engine": "elasticsearch", **described, **_elasticsearch_connection(resource),
                 "text_columns": columns}  # fmt: skip
         return built, info
 

@@ -4,14 +4,16 @@ opened again (`open_stored`), whatever its engine.
 An index is stored as a bundle (see `DatasetStore.save_bundle`): its files, if the engine keeps
 any on disk (FAISS, tantivy), beside a linked copy of the dataset version it indexes, and a
 manifest whose `index` entry says what it is. Server engines (Qdrant, Elasticsearch) keep no
-files: their manifest names the alias to query and where the server is (never a credential).
+files: their manifest names the physical collection or index that was built (which readers
+query: the alias moves on with the next materialization), the alias, and where the server is
+(never a credential).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,8 +66,9 @@ def _open_qdrant(info: Mapping[str, Any], folder: str, dataset: Dataset | None) 
         client = QdrantClient(url=info["url"], api_key=os.environ.get("QDRANT_API_KEY"))
     else:
         client = qdrant.local_client(info["path"])
+    name = _indexed_name(info, info.get("physical"), client.collection_exists, "collection")
     return qdrant.QdrantIndex(
-        client, info["alias"], dataset=dataset, embed=info.get("embed"),
+        client, name, dataset=dataset, embed=info.get("embed"),
         row_limit=_row_limit(info, dataset),
     )  # fmt: skip
 
@@ -77,11 +80,40 @@ def _open_elasticsearch(
 
     from ds_assets.index import elasticsearch
 
-    client = Elasticsearch(info["hosts"], api_key=os.environ.get("ELASTICSEARCH_API_KEY"))
+    tls = {name: info[name] for name in ("verify_certs", "ca_certs") if name in info}
+    client = Elasticsearch(
+        info["hosts"], api_key=os.environ.get("ELASTICSEARCH_API_KEY"),
+        request_timeout=info.get("request_timeout"), **tls,
+    )  # fmt: skip
+    physical = info.get("physical_name")
+
+    def exists(name: str) -> bool:
+        return bool(client.indices.exists(index=name))
+
+    name = _indexed_name(
+        info, physical if physical and "," not in physical else None, exists, "index"
+    )
     return elasticsearch.ElasticsearchIndex(
-        client, info["alias"], info["text_columns"], dataset=dataset,
+        client, name, info["text_columns"], dataset=dataset,
         row_limit=_row_limit(info, dataset),
     )  # fmt: skip
+
+
+def _indexed_name(
+    info: Mapping[str, Any], physical: str | None, exists: Callable[[str], bool], kind: str
+) -> str:
+    """The physical collection or index the stored bundle built, which readers query: the alias
+    moves on to the next materialization's, whose row positions are those of another dataset
+    version. One that a newer materialization replaced (and deleted) is said so."""
+    if not physical:  # stored before the physical name was recorded
+        return info["alias"]
+    if not exists(physical):
+        raise SearchIndexError(
+            f"the stored index names the {info.get('engine')} {kind} {physical!r}, which no "
+            f"longer exists: a newer materialization of alias {info['alias']!r} replaced it. "
+            "Open the index asset again (its latest materialization), or materialize it"
+        )
+    return physical
 
 
 def _row_limit(info: Mapping[str, Any], dataset: Dataset | None) -> int | None:
