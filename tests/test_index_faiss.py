@@ -103,6 +103,19 @@ def test_a_flat_index_holds_what_faiss_add_would_and_can_grow(tmp_path, metric, 
     np.testing.assert_array_equal(built.index.reconstruct(len(vectors) + 9), more[9])
 
 
+@pytest.mark.parametrize("factory", ["Flat", "IVF4,Flat", "HNSW8"])
+def test_a_memory_mapped_index_extends_through_a_writable_copy(tmp_path, factory):
+    vectors = random_vectors(300)
+    faiss.build(Dataset.from_dict({"v": vectors}), "v", index_factory=factory).save(
+        tmp_path / "v.faiss"
+    )
+    mapped = FaissIndex.load(tmp_path / "v.faiss")  # what a Dagster input receives
+    copy = mapped.writable()
+    copy.index.add(random_vectors(5, seed=7))  # FAISS would abort the process on `mapped`
+    assert (copy.count(), mapped.count()) == (305, 300)
+    assert copy.search(vectors[3].tolist(), k=1)[1] == mapped.search(vectors[3].tolist(), k=1)[1]
+
+
 def test_search_agrees_with_datasets_faiss_index(ten_thousand):
     vectors, dataset = ten_thousand
     index = faiss.build(dataset, "vector", metric="ip")

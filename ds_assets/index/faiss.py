@@ -24,8 +24,8 @@ string needs training. Row `i` of the dataset is FAISS id `i`, so hits are row p
 - Search-time knobs stay FAISS's: `faiss.ParameterSpace().set_index_parameters(built.index,
   "nprobe=16")` on the raw index (`FaissIndex.index`).
 - `FaissIndex.load` memory-maps the file (`faiss.IO_FLAG_MMAP_IFC`: flat codes and inverted
-  lists stay in the page cache, shared by processes). FAISS cannot add to such an index; load
-  with `mmap=False` to extend it.
+  lists stay in the page cache, shared by processes). FAISS cannot add to such an index (its
+  `add` aborts the process): extend `FaissIndex.writable()`, or load with `mmap=False`.
 """
 
 from __future__ import annotations
@@ -131,6 +131,24 @@ class FaissIndex(SearchIndex):
             "index_type": type(faiss.downcast_index(self.index)).__name__,
             "embed": self.embed_path,
         }
+
+    def writable(self) -> FaissIndex:
+        """A copy of this index holding its own vectors in memory, which FAISS can extend.
+
+        An index opened memory-mapped (`load`, and so every index a Dagster input receives) is
+        read-only: FAISS's `add` on it aborts the whole process, with no Python exception to
+        catch. The copy is a serialization round trip (the index's bytes twice, briefly).
+
+        >>> ds = Dataset.from_dict({"v": [[1.0, 0.0], [0.0, 1.0]]})
+        >>> built = build(ds, "v")
+        >>> copy = built.writable()
+        >>> copy.index.add(np.ones((1, 2), dtype=np.float32))
+        >>> copy.count(), built.count()
+        (3, 2)
+        """
+        copy = faiss.deserialize_index(faiss.serialize_index(self.index))
+        embed = self.embed_path or self.embed
+        return FaissIndex(copy, self.metric, embed=embed, index_factory=self.index_factory)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the `.faiss` file (`faiss.write_index`), atomically: a reader of `path` sees
