@@ -248,3 +248,17 @@ def test_an_elasticsearch_reader_keeps_the_resource_tls_settings(tmp_path, elast
     ).success
     with pytest.raises(SearchIndexError, match="index_not_found"):
         reader.search("north", k=1)  # its index was replaced: never the new row positions
+
+
+def test_index_factories_refuse_a_bad_metric_or_incremental_when_defined():
+    from dagster import DagsterInvalidDefinitionError
+
+    from ds_assets.assets.indexes import FAISS_METRICS, faiss_index_asset
+
+    assert sorted(FAISS_METRICS) == sorted(faiss.METRICS)  # the engine's own list
+    with pytest.raises(DagsterInvalidDefinitionError, match="metric must be one of .*'dot'"):
+        faiss_index_asset("docs_faiss", "docs", "v", metric="dot")
+    with pytest.raises(DagsterInvalidDefinitionError, match="incremental=True is for the server"):
+        faiss_index_asset("docs_faiss", "docs", "v", incremental=True)
+    with pytest.raises(DagsterInvalidDefinitionError, match="incremental=True is for the server"):
+        fulltext_index_asset("docs_text", "docs", ["text"], incremental=True)

@@ -33,6 +33,7 @@ from dagster import (
     AssetIn,
     AssetKey,
     AssetsDefinition,
+    DagsterInvalidDefinitionError,
     DagsterInvariantViolationError,
     asset,
 )
@@ -50,6 +51,7 @@ SAMPLE_HITS = 5
 PREVIEW_CHARS = 80
 REBUILD_TAG = "ds_assets/rebuild"  # a run tag: an incremental index is built from scratch
 ALIAS_OF = {"qdrant": "collection", "elasticsearch": "index"}  # argument naming the alias
+FAISS_METRICS = ("l2", "ip", "cosine")  # ds_assets.index.faiss.METRICS, without importing FAISS
 
 
 def sample_query(index: SearchIndex, dataset: Dataset, query: Any) -> dict[str, Any]:
@@ -304,6 +306,15 @@ def _elasticsearch_connection(resource: Any) -> dict[str, Any]:
     }
 
 
+def _refuse_incremental(factory: str, name: str, options: dict[str, Any]) -> None:
+    if "incremental" in options:
+        raise DagsterInvalidDefinitionError(
+            f"{factory}({name!r}): incremental=True is for the server engines (Qdrant, "
+            "Elasticsearch); FAISS and full-text indexes are rebuilt from all partitions at "
+            "each materialization"
+        )
+
+
 def faiss_index_asset(
     name: str,
     upstream: Upstream,
@@ -321,6 +332,12 @@ def faiss_index_asset(
     >>> faiss_index_asset("docs_faiss", "docs", "embedding").key.path
     ['docs_faiss']
     """
+    if metric not in FAISS_METRICS:  # said at definition, not at the first run
+        raise DagsterInvalidDefinitionError(
+            f"faiss_index_asset({name!r}): metric must be one of {list(FAISS_METRICS)}, "
+            f"got {metric!r}"
+        )
+    _refuse_incremental("faiss_index_asset", name, options)
     embed_path = embedder_path(embed)
     arguments = {"column": column, "embed": embed_path, "index_factory": index_factory,
                  "metric": metric}  # fmt: skip
@@ -352,6 +369,7 @@ def fulltext_index_asset(
     >>> fulltext_index_asset("docs_text", "docs", ["title", "body"]).key.path
     ['docs_text']
     """
+    _refuse_incremental("fulltext_index_asset", name, options)
     columns = [text_columns] if isinstance(text_columns, str) else list(text_columns)
     arguments = {"text_columns": columns}
 
