@@ -16,7 +16,8 @@
                                                ├──▶ field_notes_qdrant (Qdrant, embedded local mode,
                                                │                        new partitions appended)
                                                └──▶ field_notes_es     (Elasticsearch, when
-                                                                        ELASTICSEARCH_URL is set)
+                                                                        ELASTICSEARCH_URL is set;
+                                                                        key: ELASTICSEARCH_API_KEY)
     The vector indexes embed the notes with `hashing_embedder`, a small deterministic stand-in
     for a real model (see ds_assets/index/embedders.py for plugging one in).
 
@@ -33,7 +34,7 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 import palmerpenguins
 import pyarrow.compute as pc
-from dagster import AssetIn, Definitions, asset
+from dagster import AssetIn, Definitions, EnvVar, asset
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from ds_assets import (
@@ -200,7 +201,9 @@ def resources() -> dict:
         "qdrant": QdrantResource(path=os.path.join(DATA_DIR, "qdrant")),
     }
     if ELASTICSEARCH_URL:
-        chosen["elasticsearch"] = ElasticsearchResource(hosts=[ELASTICSEARCH_URL])
+        # a secured cluster's key comes from the environment at run time, never from code
+        key = EnvVar("ELASTICSEARCH_API_KEY") if os.environ.get("ELASTICSEARCH_API_KEY") else None
+        chosen["elasticsearch"] = ElasticsearchResource(hosts=[ELASTICSEARCH_URL], api_key=key)
     return chosen
 
 
