@@ -3,11 +3,14 @@ sight (never in the UI, logs, metadata, reprs or error messages)."""
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from dagster import ConfigurableResource
 from elasticsearch import Elasticsearch
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 
 
 class ElasticsearchResource(ConfigurableResource):
@@ -73,7 +76,14 @@ class ElasticsearchResource(ConfigurableResource):
 
 
 def _masked(host: str) -> str:
-    """The host as it may be shown: any user and password in it replaced by `***`."""
+    """The host as it may be shown: everything between its scheme (if any) and its last `@`,
+    where a `user:password` is, replaced by `***`.
+
+    >>> _masked("https://elastic:pa@ss@es.internal:9200"), _masked("user:pw@es.internal:9200")
+    ('https://***@es.internal:9200', '***@es.internal:9200')
+    """
     at = host.rfind("@")
-    scheme, separator, _ = host.partition("://")
-    return f"{scheme}://***{host[at:]}" if at >= 0 and separator else host
+    if at < 0:
+        return host
+    scheme = _SCHEME.match(host)
+    return f"{scheme.group() if scheme else ''}***{host[at:]}"

@@ -6,8 +6,10 @@ the configuration and hands out the client.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from dagster import ConfigurableResource, InitResourceContext
-from pydantic import Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 from qdrant_client import QdrantClient
 
 from ds_assets.index.qdrant import local_client
@@ -38,7 +40,8 @@ class QdrantResource(ConfigurableResource):
 
     url: str | None = Field(
         default=None,
-        description="Qdrant server URL (http(s)://host:6333); none for the embedded local mode.",
+        description="Qdrant server URL (http(s)://host:6333, no user:password: use api_key); "
+        "none for the embedded local mode.",
     )
     api_key: str | None = Field(
         default=None, description="API key of the server; set it with EnvVar('NAME')."
@@ -48,6 +51,22 @@ class QdrantResource(ConfigurableResource):
     )
     timeout: int | None = Field(default=None, description="Request timeout in seconds (server).")
     _client: QdrantClient | None = PrivateAttr(default=None)
+
+    # validation errors would otherwise quote the input: a URL with a password in it
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    @field_validator("url")
+    @classmethod
+    def _url_without_credentials(cls, url: str | None) -> str | None:
+        if url is None:
+            return url
+        parts = urlsplit(url if "://" in url else f"//{url}")  # "user:pw@host" has no scheme
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                f"url (host {parts.hostname!r}) holds a user and password; give the "
+                "server's API key with api_key=EnvVar('NAME') instead, so it is never shown"
+            )
+        return url
 
     def get_client(self) -> QdrantClient:
         """The server client (one per resource instance), or the process's local-mode client

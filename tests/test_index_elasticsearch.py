@@ -4,17 +4,19 @@ server: noida-db on loopback, or the cluster at `$ELASTICSEARCH_URL` (see tests/
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import logging
 import threading
 import traceback
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import pytest
 from dagster import DagsterInstance, EnvVar, asset, materialize
 from datasets import ClassLabel, Dataset, Features, Image, List, Value
-from elasticsearch import AuthenticationException, NotFoundError
+from elasticsearch import AuthenticationException, Elasticsearch, NotFoundError
 from elasticsearch import ConnectionError as ESConnectionError
 from pydantic import ValidationError
 
@@ -132,6 +134,26 @@ def test_search_batch_is_msearch_with_the_answers_of_single_searches(client, ali
     assert index.search_batch([], k=3) == ([], [])
 
 
+def test_k_above_the_result_window_is_capped_at_the_window_and_the_count(client, alias, caplog):
+    index = es_index.build(client, Dataset.from_dict({"title": ["red fox", "blue fox"]}), alias,
+                           ["title"], version="v1")  # fmt: skip
+    assert index.search("fox", k=10_001) == index.search("fox", k=2)
+    assert index.search_batch(["red", "fox"], k=50_000) == index.search_batch(["red", "fox"], k=2)
+    assert index.result_size(10_001) == 2 and index.result_size(7) == 7
+
+    small = f"{alias}-small"
+    titles = [f"fox {'fox ' * i}" for i in range(8)]
+    narrow = es_index.build(client, Dataset.from_dict({"title": titles}), small, ["title"],
+                            settings={"index": {"max_result_window": 5}}, version="v1")  # fmt: skip
+    try:
+        with caplog.at_level(logging.WARNING, logger=es_index.__name__):
+            scores, rows = narrow.search("fox", k=6)
+        assert (scores, rows) == narrow.search("fox", k=5) and len(rows) == 5
+        assert "only the best 5 hits are returned" in caplog.text
+    finally:
+        client.indices.delete(index=f"{small}__v1")
+
+
 def test_filter_is_passed_through_as_the_bool_filter_clause(client, alias):
     langs = ["en", "fr", "de"]
     dataset = Dataset.from_dict({
@@ -242,6 +264,123 @@ def test_rejected_documents_fail_the_build_and_keep_the_previous_version(client,
     assert physical_indices(client, alias) == [f"{alias}__v1"]  # the new index is gone
     old = ElasticsearchIndex(client, alias, ["text"])
     assert old.count() == 3 and old.search("old two", k=1)[1] == [1]
+
+
+class _BulkProxy(BaseHTTPRequestHandler):
+    """Forwards every request to the test server and records the documents of each `_bulk`
+    request; while `server.reject_bulks` is above 0, a bulk request is answered here instead,
+    every document rejected with 429 as a busy cluster does (noida-db never answers 429)."""
+
+    def _forward(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        bulk = self.path.split("?")[0].endswith("/_bulk")
+        if bulk and self.server.reject_bulks > 0:
+            self.server.reject_bulks -= 1
+            self.server.rejected.append(len(_bulk_actions(body)))
+            return self._reply(200, {"Content-Type": "application/json"}, _too_many(body))
+        if bulk:
+            self.server.forwarded.append(len(_bulk_actions(body)))
+        upstream = urlsplit(self.server.upstream)
+        connection_class = (
+            http.client.HTTPSConnection
+            if upstream.scheme == "https"
+            else http.client.HTTPConnection
+        )
+        connection = connection_class(upstream.netloc, timeout=120)
+        headers = {key: value for key, value in self.headers.items() if key.lower() != "host"}
+        connection.request(self.command, self.path, body=body or None, headers=headers)
+        response = connection.getresponse()
+        answer = response.read()
+        skip = {"transfer-encoding", "connection", "content-length"}
+        kept = {key: value for key, value in response.getheaders() if key.lower() not in skip}
+        connection.close()
+        self._reply(response.status, kept, answer)
+
+    def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        for key, value in {"X-Elastic-Product": "Elasticsearch", **headers}.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _bulk_actions(body: bytes) -> list[dict]:
+    """The action lines of a bulk body (each `create` is followed by its document)."""
+    lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+    return lines[0::2]
+
+
+def _too_many(body: bytes) -> bytes:
+    items = [
+        {op: {"_index": action["_index"], "_id": action["_id"], "status": 429,
+              "error": {"type": "es_rejected_execution_exception",
+                        "reason": "rejected execution of coordinating operation"}}}
+        for line in _bulk_actions(body)
+        for op, action in line.items()
+    ]  # fmt: skip
+    return json.dumps({"took": 1, "errors": True, "items": items}).encode()
+
+
+@pytest.fixture
+def bulk_proxy(elasticsearch_server):  # noqa: F811
+    """A `_BulkProxy` in front of the test server; `.client()` talks to it."""
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _BulkProxy)
+    proxy.upstream, proxy.reject_bulks = elasticsearch_server.url, 0
+    proxy.forwarded, proxy.rejected = [], []
+    url = f"http://127.0.0.1:{proxy.server_address[1]}"
+    proxy.client = lambda: Elasticsearch(url, api_key=elasticsearch_server.api_key,
+                                         request_timeout=120)  # fmt: skip
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    yield proxy
+    proxy.shutdown()
+    proxy.server_close()
+
+
+def test_a_parallel_load_sends_no_chunk_after_the_first_with_rejections(bulk_proxy, alias):
+    rows, chunk = 3000, 100
+    codes = [str(i) for i in range(rows)]
+    codes[5] = "five"
+    dataset = Dataset.from_dict({"text": [f"doc {i}" for i in range(rows)], "code": codes})
+    mappings = {"properties": {"text": {"type": "text"}, "code": {"type": "long"}}}
+    client = bulk_proxy.client()
+    with pytest.raises(BulkLoadError) as raised:
+        es_index.build(client, dataset, alias, ["text"], mappings=mappings, version="v1",
+                       chunk_size=chunk, parallel=True)  # fmt: skip
+    assert "row 5 (id '5')" in str(raised.value) and "[code] of type [long]" in str(raised.value)
+    assert [failure["row"] for failure in raised.value.failures] == [5]
+    # the chunks in flight when the first one came back, and not the 27 others
+    assert sum(bulk_proxy.forwarded) <= (es_index.BULK_THREADS + 1) * chunk
+    assert physical_indices(client, alias) == []
+
+
+@pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "sequential"])
+def test_documents_rejected_with_429_are_sent_again_until_accepted(bulk_proxy, alias, parallel):
+    bulk_proxy.reject_bulks = 1
+    dataset = Dataset.from_dict({"text": [f"doc {i}" for i in range(250)]})
+    client = bulk_proxy.client()
+    index = es_index.build(client, dataset, alias, ["text"], version="v1", chunk_size=100,
+                           parallel=parallel)  # fmt: skip
+    assert bulk_proxy.rejected == [100]  # the first chunk was turned away once
+    assert sorted(bulk_proxy.forwarded) == [50, 100, 100]  # then every document went through
+    assert index.count() == 250 and index.search("doc 7", k=1)[1] == [7]
+
+
+def test_append_refuses_an_index_build_did_not_make(client, alias):
+    manual = f"{alias}__manual"  # named like a build's, but without its _meta record
+    client.indices.create(index=manual, mappings={"properties": {"text": {"type": "text"}}})
+    client.indices.update_aliases(actions=[{"add": {"index": manual, "alias": alias}}])
+    with pytest.raises(StaleIndexError, match=f"points at '{manual}', which build\\(\\) did not"):
+        es_index.append(client, Dataset.from_dict({"text": ["new"]}), alias, ["text"],
+                        row_offset=0)  # fmt: skip
+    assert client.count(index=manual)["count"] == 0
 
 
 @pytest.mark.parametrize("parallel", [False, True])
@@ -509,6 +648,18 @@ def test_hosts_holding_credentials_are_refused_without_showing_them():
         ElasticsearchResource(hosts=["es.internal:9200"])
     with pytest.raises(ValidationError, match="hosts is empty"):
         ElasticsearchResource(hosts=[])
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["user:hunter2@es.internal:9200", "ftp://u:hunter2@es.internal:21", "http://u:hunter2@:9200",
+     "https://elastic:hunter2@x@es.internal:9200", "//u:hunter2@es.internal:9200"],
+)  # fmt: skip
+def test_credentials_in_a_host_of_any_form_are_never_shown(host):
+    with pytest.raises(ValidationError) as raised:
+        ElasticsearchResource(hosts=[host])
+    assert "***@" in str(raised.value)
+    assert "hunter2" not in str(raised.value) and "hunter2" not in repr(raised.value)
 
 
 def test_the_resource_hands_out_one_configured_client(elasticsearch_server):  # noqa: F811

@@ -255,6 +255,40 @@ def test_a_build_deletes_day_old_leftovers_of_killed_builds_and_nothing_else(cli
     ]
 
 
+def hand_made_behind_the_alias(client, alias, collection):
+    """A collection not made by build(), one point in it, and the alias `alias` on it."""
+    client.create_collection(collection, models.VectorParams(size=4, distance="Cosine"))
+    client.upsert(
+        collection, [models.PointStruct(id=0, vector=[1.0, 0, 0, 0], payload={ROW_KEY: 0})]
+    )
+    create = models.CreateAlias(collection_name=collection, alias_name=alias)
+    client.update_collection_aliases(
+        change_aliases_operations=[models.CreateAliasOperation(create_alias=create)]
+    )
+
+
+@pytest.mark.parametrize("suffix", ["handmade", "__handmade"], ids=["other-name", "our-form"])
+def test_a_build_keeps_a_collection_it_did_not_make_that_the_alias_pointed_at(client, name, suffix):
+    hand_made = f"{name}{suffix}"  # "__handmade": named like ours, but no build record
+    hand_made_behind_the_alias(client, name, hand_made)
+    with pytest.warns(UserWarning, match=rf"moved away from '{hand_made}', which build\(\) did"):
+        qdrant.build(client, vector_dataset(10, 4), name, column="vector", version="1")
+    assert alias_target(client, name) == f"{name}__1"
+    assert physical_collections(client, name) == sorted([f"{name}__1", hand_made])
+    assert client.count(hand_made, exact=True).count == 1
+    qdrant.build(client, vector_dataset(10, 4), name, column="vector", version="2")
+    assert physical_collections(client, name) == sorted([f"{name}__2", hand_made])  # ours go
+
+
+@pytest.mark.parametrize("write", [qdrant.append, qdrant.upsert])
+def test_append_and_upsert_refuse_a_collection_build_did_not_make(client, name, write):
+    hand_made = f"{name}handmade"
+    hand_made_behind_the_alias(client, name, hand_made)
+    with pytest.raises(StaleIndexError, match=rf"points at '{hand_made}', which build\(\) did"):
+        write(client, vector_dataset(3, 4), name, column="vector", row_offset=1)
+    assert client.count(hand_made, exact=True).count == 1
+
+
 # --- payloads, ids, filters ------------------------------------------------------------------
 
 
@@ -586,6 +620,19 @@ def test_the_resource_hands_out_a_server_client_when_a_url_is_set_and_hides_the_
         assert not qdrant.is_local(client)
         assert client.init_options["url"] == "http://127.0.0.1:9"
         client.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://admin:hunter2@qdrant.internal:6333", "admin:hunter2@qdrant.internal:6333",
+     "http://:hunter2@qdrant.internal:6333"],
+)  # fmt: skip
+def test_a_url_holding_credentials_is_refused_without_showing_them(url):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"holds a user and password; .*api_key=") as raised:
+        QdrantResource(url=url)
+    assert "hunter2" not in str(raised.value) and "hunter2" not in repr(raised.value)
 
 
 def test_an_asset_builds_through_the_resource_in_a_dagster_run(tmp_path):

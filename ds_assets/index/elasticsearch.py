@@ -7,9 +7,10 @@ alias with the search API of `ds_assets.index.base` (BM25 scores, larger is bett
 
 What we build on, and what is ours:
 
-- the official `elasticsearch` client: `helpers.streaming_bulk` / `helpers.parallel_bulk` for
-  loading (chunking, serialization, threads), `msearch` for batches of queries, the index and
-  alias APIs. Nothing here speaks HTTP or JSON itself.
+- the official `elasticsearch` client: `helpers.streaming_bulk` for loading (chunking,
+  serialization, retries of 429 rejections; run in a few threads for a parallel load),
+  `msearch` for batches of queries, the index and alias APIs. Nothing here speaks HTTP or JSON
+  itself.
 - `datasets` / `pyarrow`: rows are read batch by batch from the memory-mapped dataset
   (`with_format("arrow").iter`), never the whole column at once.
 - ours: mappings inferred from the dataset's Features, the row position stored in every
@@ -42,10 +43,12 @@ security.
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import re
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
@@ -58,7 +61,9 @@ from ds_assets.index.base import SearchIndex, SearchIndexError, StaleIndexError,
 ROW_FIELD = "ds_assets_row"  # the row position in the indexed dataset version, in every document
 PHRASE_BOOST = 10.0  # exact phrase matches outrank documents that only share words
 MAX_FAILURES_SHOWN = 10
-BULK_THREADS = 2  # parallel_bulk threads; see bench/index_elasticsearch_bench.py
+DEFAULT_RESULT_WINDOW = 10_000  # Elasticsearch's index.max_result_window unless set
+BULK_THREADS = 2  # bulk requests at once in a parallel load; see bench/index_elasticsearch_bench.py
+BULK_MAX_RETRIES = 3  # resends of documents rejected with 429 (too many requests), with backoff
 BULK_MAX_BYTES = 5 * 1024 * 1024  # per bulk request (Elasticsearch advises 5-15 MB); bounds memory
 
 logger = logging.getLogger(__name__)
@@ -347,39 +352,88 @@ def _bulk_load(
     parallel: bool,
     aftermath: str,
 ) -> None:
-    if parallel:
-        results = helpers.parallel_bulk(
-            client, actions, thread_count=BULK_THREADS, queue_size=BULK_THREADS,
-            chunk_size=chunk_size, max_chunk_bytes=BULK_MAX_BYTES,
-        )  # fmt: skip
-    else:
-        results = helpers.streaming_bulk(
-            client, actions, chunk_size=chunk_size, max_chunk_bytes=BULK_MAX_BYTES,
-            max_retries=3, yield_ok=False,
-        )  # fmt: skip
+    """Send `actions` in chunks of `chunk_size` (`BULK_THREADS` chunks at a time if `parallel`);
+    the first chunk with rejected documents stops the load and raises `BulkLoadError` naming
+    them."""
+    chunks = _chunks(actions, chunk_size)
     try:
-        deque(results, maxlen=0)
-    except helpers.BulkIndexError as error:
-        raise _rejected(error, physical, aftermath) from None
+        failures = _load_in_parallel(client, chunks) if parallel else _load(client, chunks)
     except ApiError as error:
         raise SearchIndexError(
             f"bulk load into Elasticsearch index {physical!r} failed: {_api_reason(error)}"
         ) from error
+    if failures:
+        raise _rejected(failures, physical, aftermath)
 
 
-def _rejected(error: helpers.BulkIndexError, physical: str, aftermath: str) -> BulkLoadError:
-    failures = []
-    for item in error.errors:
-        ((_, info),) = item.items()
-        failures.append(
-            {
-                "row": (info.get("data") or {}).get(ROW_FIELD),
-                "id": info.get("_id"),
-                "status": info.get("status"),
-                "reason": _error_text(info.get("error")) + _hint(info.get("error")),
-            }
-        )
-    failures.sort(key=lambda failure: (failure["row"] is None, failure["row"]))
+def _chunks(actions: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    while chunk := list(itertools.islice(actions, size)):
+        yield chunk
+
+
+def _load(client: Elasticsearch, chunks: Iterator[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """`_load_chunk` of one chunk after the other, up to the first with rejections."""
+    for chunk in chunks:
+        failures = _load_chunk(client, chunk)
+        if failures:
+            return failures
+    return []
+
+
+def _load_in_parallel(
+    client: Elasticsearch, chunks: Iterator[list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """`_load_chunk` in `BULK_THREADS` threads. A chunk is read only when a thread is about to
+    be free, and none after the first with rejections: the chunks in flight then are finished,
+    those not started dropped, and the failures of the first failing chunk returned.
+    (`helpers.parallel_bulk` does not retry 429s, and sends every remaining chunk before its
+    error surfaces.)"""
+    pool = ThreadPoolExecutor(BULK_THREADS, thread_name_prefix="ds-assets-bulk")
+    in_flight: deque[Future] = deque()
+    failures: list[dict[str, Any]] = []
+    try:
+        for chunk in chunks:
+            in_flight.append(pool.submit(_load_chunk, client, chunk))
+            if len(in_flight) > BULK_THREADS:  # at most one chunk waits for a thread
+                failures = in_flight.popleft().result()
+                if failures:
+                    return failures
+        while in_flight and not failures:
+            failures = in_flight.popleft().result()
+        return failures
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _load_chunk(client: Elasticsearch, chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Send one chunk with `helpers.streaming_bulk` (in more requests if over `BULK_MAX_BYTES`);
+    documents rejected with 429 (too many requests) are sent again up to `BULK_MAX_RETRIES`
+    times with exponential backoff. The other rejections: row, id, status and reason of each."""
+    results = helpers.streaming_bulk(
+        client, chunk, chunk_size=len(chunk), max_chunk_bytes=BULK_MAX_BYTES,
+        max_retries=BULK_MAX_RETRIES, raise_on_error=False, yield_ok=False,
+    )  # fmt: skip
+    # raise_on_error=False: with True, streaming_bulk raises at the first rejection without
+    # retrying 429s (elastic/elasticsearch-py#864); its failures then name the id, not the row
+    rejected = [info for _, item in results for info in item.values()]
+    if not rejected:
+        return []
+    rows = {action["_id"]: action["_source"][ROW_FIELD] for action in chunk}
+    return [_failure(info, rows.get(info.get("_id"))) for info in rejected]
+
+
+def _failure(info: dict[str, Any], row: int | None) -> dict[str, Any]:
+    error = info.get("error")
+    return {
+        "row": row,
+        "id": info.get("_id"),
+        "status": info.get("status"),
+        "reason": _error_text(error) + _hint(error),
+    }
+
+
+def _rejected(failures: list[dict[str, Any]], physical: str, aftermath: str) -> BulkLoadError:
+    failures = sorted(failures, key=lambda failure: (failure["row"] is None, failure["row"]))
     shown = failures[:MAX_FAILURES_SHOWN]
     lines = [f"  row {f['row']} (id {f['id']!r}): {f['reason']}" for f in shown]
     if len(failures) > len(shown):
@@ -538,9 +592,9 @@ def append(
 
     Documents are bulk `create`d, so an `id_column` value an earlier row has is rejected, never
     overwritten; an index that does not hold exactly `row_offset` documents (an append killed
-    midway left some), or that is not `physical` when given, is refused with `StaleIndexError`
-    before anything is written. Readers opened with `row_limit=row_offset` never see the new
-    documents.
+    midway left some), that is not `physical` when given, or that `build` did not make, is
+    refused with `StaleIndexError` before anything is written. Readers opened with
+    `row_limit=row_offset` never see the new documents.
 
     >>> from elasticsearch import Elasticsearch
     >>> more = Dataset.from_dict({"title": ["a grey wolf"]})
@@ -561,6 +615,7 @@ def append(
         )
     physical = behind[0]
     mappings = client.indices.get_mapping(index=physical).body[physical]["mappings"]
+    _check_built_for(index, physical, mappings)
     columns = _document_columns(dataset.features, text_columns, mappings)
     held = _refreshed_count(client, physical)
     if held != row_offset:
@@ -578,6 +633,19 @@ def append(
         _delete_rows_from(client, physical, row_offset)
         raise
     return ElasticsearchIndex(client, index, text_columns)
+
+
+def _check_built_for(alias: str, physical: str, mappings: Mapping[str, Any]) -> None:
+    """`append` writes into (and on failure deletes documents from) indices `build` made for
+    `alias` only: named `<alias>__<version>`, their `_meta` recording that alias."""
+    recorded = mappings.get("_meta", {}).get("ds_assets", {}).get("alias")
+    if physical.startswith(f"{alias}__") and recorded == alias:
+        return
+    raise StaleIndexError(
+        f"the alias {alias!r} points at {physical!r}, which build() did not make (its name is "
+        f"not '{alias}__<version>' or its mappings' _meta has no ds_assets record of that "
+        "alias); append() writes only into indices build() made: run build()"
+    )
 
 
 def _delete_rows_from(client: Elasticsearch, physical: str, first: int) -> None:
@@ -651,6 +719,7 @@ class ElasticsearchIndex(SearchIndex):
         self.alias = alias
         self.text_columns = _as_columns(text_columns)
         self.row_limit = row_limit
+        self._window: int | None = None  # the index's max_result_window, read on first need
 
     def __repr__(self) -> str:
         return f"ElasticsearchIndex(alias={self.alias!r}, text_columns={self.text_columns!r})"
@@ -665,7 +734,8 @@ class ElasticsearchIndex(SearchIndex):
             raise self._error("count", error) from error
 
     def request(self, query: str, k: int = 10, filter: Any = None) -> dict[str, Any]:
-        """The search request body sent for `query` (to inspect or adapt it)."""
+        """The search request body sent for `query` (to inspect or adapt it); searches send it
+        with `k` capped at the index's result window first (see `result_size`)."""
         match = {"multi_match": {"query": query, "fields": list(self.text_columns)}}
         # boost on the bool wrapper rather than inside match_phrase: same scores in
         # Elasticsearch, and the noida-db test server only honours this form
@@ -685,6 +755,47 @@ class ElasticsearchIndex(SearchIndex):
             "docvalue_fields": [ROW_FIELD],
             "track_total_hits": False,
         }
+
+    def result_size(self, k: int) -> int:
+        """The `size` a search for the `k` best hits sends: `k`, but at most the index's
+        `index.max_result_window` (10,000 unless set) and its document count, as Elasticsearch
+        refuses a larger `size` ("Result window is too large") even over fewer documents.
+
+        The count is only asked for when `k` is above the window: below it, Elasticsearch
+        bounds its work by the document count itself. When the index holds more documents than
+        the window, only the best `window` hits can be had, and a warning says so.
+        """
+        window = self._result_window()
+        if k <= window:
+            return k
+        count = self.count()
+        if count > window:
+            logger.warning(
+                "k=%d is above the result window of the Elasticsearch index %r "
+                "(index.max_result_window %d, %d documents): only the best %d hits are "
+                "returned; raise that setting for more",
+                k, self.alias, window, count, window,
+            )  # fmt: skip
+        return min(window, count)
+
+    def _result_window(self) -> int:
+        """`index.max_result_window` of the index behind the alias (the smallest, if several),
+        read once per reader."""
+        if self._window is None:
+            key = "index.max_result_window"
+            try:
+                found = self.client.indices.get_settings(
+                    index=self.alias, name=key, include_defaults=True, flat_settings=True
+                ).body
+            except ApiError as error:
+                raise self._error("reading the settings", error) from error
+            windows = [
+                int(part.get("settings", {}).get(key) or part.get("defaults", {}).get(key) or
+                    DEFAULT_RESULT_WINDOW)
+                for part in found.values()
+            ]  # fmt: skip
+            self._window = min(windows, default=DEFAULT_RESULT_WINDOW)
+        return self._window
 
     def _row_range(self) -> list[dict[str, Any]]:
         if self.row_limit is None:
@@ -706,7 +817,8 @@ class ElasticsearchIndex(SearchIndex):
     ) -> tuple[list[list[float]], list[list[int]]]:
         if not queries:
             return [], []
-        bodies = [self.request(query, k, filter) for query in queries]
+        size = self.result_size(k)
+        bodies = [self.request(query, size, filter) for query in queries]
         try:
             if len(bodies) == 1:
                 responses = [self.client.search(index=self.alias, **bodies[0]).body]

@@ -19,13 +19,15 @@ column, row and value at fault before anything reaches Qdrant.
 
 Life cycle of `build(client, dataset, "docs", version="v7")`: points go into a new physical
 collection `docs__v7`; once all are in (and counted), one `update_collection_aliases` call
-points the alias `docs` at it; then the previous physical collection is deleted. Readers that
-query `docs` see the old version until that call, the new one after, never a half-filled one.
+points the alias `docs` at it; then the previous physical collection is deleted if a build
+made it (a collection made otherwise is left in place, with a warning). Readers that query
+`docs` see the old version until that call, the new one after, never a half-filled one.
 If anything fails before the swap, `docs__v7` is deleted and `docs` is left as it was. Physical
 collections of builds killed before they could clean up are deleted by a later build once a day
 old (recognised by the `ds_assets` entry of their collection metadata, so nothing else is ever
 touched). `append` is the incremental mode of the index assets: new rows after the last, into
-the live collection, all or nothing; `upsert` writes rows into it in place.
+the live collection, all or nothing; `upsert` writes rows into it in place. Both refuse a
+collection that `build` did not make.
 
 Embedded local mode (`QdrantClient(path=...)` or `":memory:"`) and a server behave the same
 here; the differences, and how this module copes:
@@ -310,7 +312,8 @@ def build(
     batch_size: int = 1_000,
 ) -> QdrantIndex:
     """Index `column` of `dataset` into a new collection `<collection>__<version>`, then point
-    the alias `collection` at it and delete the collection it pointed at before.
+    the alias `collection` at it and delete the collection it pointed at before (if a build of
+    `collection` made it; any other is left in place, with a warning).
 
     `column` holds vectors, or texts when `embed` (a callable or `"module:function"`, a list
     of strings to a float32 matrix) is given. Point ids are `id_column`'s values
@@ -353,7 +356,7 @@ def build(
         _delete_unless_live(client, collection, physical)
         raise
     if previous is not None:
-        _delete_quietly(client, previous)
+        _delete_previous(client, collection, previous)
     try:
         _delete_orphans(client, collection)
     except Exception as error:  # the build itself is done and live
@@ -463,11 +466,19 @@ def append(
 
 
 def _live_collection(client: QdrantClient, collection: str, caller: str) -> str:
-    """The physical collection behind the alias `collection`, which `build` must have made."""
+    """The physical collection behind the alias `collection`, which `build` must have made:
+    writing into (and, on failure, deleting points from) a collection made by hand is refused."""
     live = _alias_target(client, collection)
     if live is None:
         raise StaleIndexError(
             f"qdrant alias {collection!r} does not exist: run build() before {caller}()"
+        )
+    if not _built_for(client, collection, live):
+        raise StaleIndexError(
+            f"qdrant alias {collection!r} points at {live!r}, which build() did not make (its "
+            f"name is not '{collection}__<version>' or its metadata has no {METADATA_KEY!r} "
+            f"record of that alias); {caller}() writes only into collections build() made: "
+            "run build()"
         )
     return live
 
@@ -877,6 +888,27 @@ def _delete_quietly(client: QdrantClient, name: str) -> None:
         )
 
 
+def _delete_previous(client: QdrantClient, alias: str, previous: str) -> None:
+    """After the swap, delete the collection the alias pointed at before if a build of this
+    alias made it; one made otherwise (by hand, by another tool) is left in place."""
+    try:
+        ours = _built_for(client, alias, previous)
+    except Exception as error:
+        warnings.warn(
+            f"could not read qdrant collection {previous!r} ({error}); it is left in place",
+            stacklevel=3,
+        )
+        return
+    if ours:
+        _delete_quietly(client, previous)
+        return
+    warnings.warn(
+        f"qdrant alias {alias!r} was moved away from {previous!r}, which build() did not make; "
+        "it is left in place",
+        stacklevel=3,
+    )
+
+
 def _delete_orphans(client: QdrantClient, alias: str) -> None:
     """Physical collections of this alias left by builds killed before their cleanup, once
     old enough that no build can still be filling them."""
@@ -886,10 +918,21 @@ def _delete_orphans(client: QdrantClient, alias: str) -> None:
         name = description.name
         if name == live or not name.startswith(f"{alias}__"):
             continue
-        metadata = client.get_collection(name).config.metadata or {}
-        record = metadata.get(METADATA_KEY) or {}
+        record = _record(client, name)
         if record.get("alias") == alias and record.get("started", cutoff) < cutoff:
             _delete_quietly(client, name)
+
+
+def _built_for(client: QdrantClient, alias: str, name: str) -> bool:
+    """Whether `build` made the collection `name` for `alias`: named `<alias>__<version>` and
+    recorded as such in its metadata (both, so a hand-made `<alias>__x` is not taken)."""
+    return name.startswith(f"{alias}__") and _record(client, name).get("alias") == alias
+
+
+def _record(client: QdrantClient, name: str) -> dict[str, Any]:
+    """What `build` recorded in the metadata of the collection `name` ({} if nothing)."""
+    metadata = client.get_collection(name).config.metadata or {}
+    return metadata.get(METADATA_KEY) or {}
 
 
 def _single_vector_params(info: models.CollectionInfo, name: str) -> models.VectorParams:
