@@ -262,3 +262,76 @@ def test_index_factories_refuse_a_bad_metric_or_incremental_when_defined():
         faiss_index_asset("docs_faiss", "docs", "v", incremental=True)
     with pytest.raises(DagsterInvalidDefinitionError, match="incremental=True is for the server"):
         fulltext_index_asset("docs_text", "docs", ["text"], incremental=True)
+
+
+def racing_save(monkeypatch, module, step, store):
+    """Another run commits `notes` right after `module.step` of a build (real store, real save)."""
+    original = getattr(module, step)
+
+    def step_then_save(*args, **kwargs):
+        result = original(*args, **kwargs)
+        store.save(("notes",), Dataset.from_dict({"text": ["west wind", "south pole", "dusk"]}))
+        return result
+
+    monkeypatch.setattr(module, step, step_then_save)
+
+
+def test_a_qdrant_build_whose_input_was_stored_again_leaves_the_alias(tmp_path, monkeypatch):
+    from ds_assets.assets.indexes import qdrant_index_asset
+    from ds_assets.index import qdrant
+    from resources.qdrant import QdrantResource
+
+    resources = {
+        "io_manager": DatasetIOManager(base_dir=str(tmp_path / "data")),
+        "qdrant": QdrantResource(path=str(tmp_path / "qdrant")),
+    }
+    index = qdrant_index_asset("notes_qdrant", "notes", collection="notes", column="text",
+                               embed=EMBED)  # fmt: skip
+    store = LocalStore(str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"))
+    assert materialize(
+        [notes_asset(["east wind", "north star"]), index], resources=resources
+    ).success
+    live = store.manifest(("notes_qdrant",)).index["physical"]
+    racing_save(monkeypatch, qdrant, "_check_count", store)
+    notes = notes_asset(["east wind", "north star"])
+    failed = materialize(
+        [notes, index], resources=resources, selection=[index], raise_on_error=False
+    )
+    assert not failed.success
+    client = resources["qdrant"].get_client()
+    assert [c.name for c in client.get_collections().collections] == [live]  # the new one gone
+    assert [a.collection_name for a in client.get_aliases().aliases] == [live]
+    reader = open_index(store, ("notes_qdrant",))  # the stored bundle still opens, and answers
+    assert reader.nearest_examples("north star", k=1)[1]["text"] == ["north star"]
+
+
+def test_an_elasticsearch_build_whose_input_was_stored_again_leaves_the_alias(
+    tmp_path,
+    monkeypatch,
+    elasticsearch_server,  # noqa: F811
+):
+    from ds_assets.assets.indexes import elasticsearch_index_asset
+    from ds_assets.index import elasticsearch
+    from resources import ElasticsearchResource
+
+    name = elasticsearch_server.unique_name("notes")
+    es = ElasticsearchResource(hosts=[elasticsearch_server.url])
+    resources = {"io_manager": DatasetIOManager(base_dir=str(tmp_path / "data")),
+                 "elasticsearch": es}  # fmt: skip
+    index = elasticsearch_index_asset("notes_es", "notes", index=name, text_columns=["text"])
+    store = LocalStore(str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"))
+    assert materialize(
+        [notes_asset(["east wind", "north star"]), index], resources=resources
+    ).success
+    live = store.manifest(("notes_es",)).index["physical_name"]
+    racing_save(monkeypatch, elasticsearch, "_finish_load", store)
+    notes = notes_asset(["east wind", "north star"])
+    failed = materialize(
+        [notes, index], resources=resources, selection=[index], raise_on_error=False
+    )
+    assert not failed.success
+    client = es.get_client()
+    assert sorted(client.indices.get_alias(name=name)) == [live]
+    assert sorted(client.indices.get(index=f"{name}__*")) == [live]  # the new one deleted
+    reader = open_index(store, ("notes_es",))
+    assert reader.nearest_examples("north", k=1)[1]["text"] == ["north star"]

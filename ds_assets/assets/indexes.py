@@ -116,6 +116,10 @@ def _input_partitioned(context: AssetExecutionContext) -> bool:
     return True
 
 
+# Builds the index of `dataset`; server engines call `before_swap` just before they move their
+# alias to the new collection/index (it raises when the input was stored again meanwhile).
+Builder = Callable[[AssetExecutionContext, Dataset, Callable[[], None]], BuiltIndex]
+
 # Appends `dataset` (the rows of the new partitions) to the live index as rows `row_offset` and
 # up; `stored` is the last materialization's index info. Returns the index and its new info.
 Appender = Callable[
@@ -128,7 +132,7 @@ def _index_asset(
     name: str,
     upstream: Upstream,
     arguments: dict[str, Any],
-    build: Callable[[AssetExecutionContext, Dataset], BuiltIndex],
+    build: Builder,
     options: dict[str, Any],
     required_resource_keys: set[str] = frozenset(),
     append: Appender | None = None,
@@ -154,7 +158,7 @@ def _index_asset(
         built = _appended(context, key, arguments, append) if append else None
         if built is None:
             dataset, versions = _pinned_input(context, key, dataset)
-            built = build(context, dataset)
+            built = build(context, dataset, _still_at(context, key, versions))
             built.dataset = _indexed_keys(context, key)
             built.versions = versions
         if append:
@@ -217,6 +221,23 @@ def _pinned_input(
         f"{key.to_user_string()} was stored again during each of {attempts} attempts to read "
         "one version of it to index; materialize the index again once it settles"
     )
+
+
+def _still_at(
+    context: AssetExecutionContext, key: AssetKey, versions: list[str] | None
+) -> Callable[[], None]:
+    """A check that the input is still at `versions`: run before a server engine moves its
+    alias, so that a build whose bundle could not be stored (`save_bundle` refuses a part stored
+    again meanwhile) never replaces the live collection/index either."""
+
+    def check() -> None:
+        if versions is not None and _versions(context, key) != versions:
+            raise StaleVersionError(
+                f"{key.to_user_string()} was stored again while it was being indexed; the "
+                "alias stays on the previous index: materialize the index again"
+            )
+
+    return check
 
 
 def _loaded(store: DatasetStore, parts: tuple | list, key: AssetKey) -> Dataset:
@@ -342,7 +363,7 @@ def faiss_index_asset(
     arguments = {"column": column, "embed": embed_path, "index_factory": index_factory,
                  "metric": metric}  # fmt: skip
 
-    def build(context: AssetExecutionContext, dataset: Dataset) -> BuiltIndex:
+    def build(context: AssetExecutionContext, dataset: Dataset, before_swap) -> BuiltIndex:
         from ds_assets.index import faiss
 
         index = faiss.build(
@@ -373,7 +394,7 @@ def fulltext_index_asset(
     columns = [text_columns] if isinstance(text_columns, str) else list(text_columns)
     arguments = {"text_columns": columns}
 
-    def build(context: AssetExecutionContext, dataset: Dataset) -> BuiltIndex:
+    def build(context: AssetExecutionContext, dataset: Dataset, before_swap) -> BuiltIndex:
         from ds_assets.index import fulltext
 
         folder = tempfile.mkdtemp(prefix="ds-assets-fulltext-")
@@ -416,14 +437,14 @@ def qdrant_index_asset(
                  "distance": distance, "payload_columns": list(payload_columns),
                  "id_column": id_column}  # fmt: skip
 
-    def build(context: AssetExecutionContext, dataset: Dataset) -> BuiltIndex:
+    def build(context: AssetExecutionContext, dataset: Dataset, before_swap) -> BuiltIndex:
         from ds_assets.index import qdrant
 
         resource = getattr(context.resources, qdrant_resource_key)
         index = qdrant.build(
             resource.get_client(), dataset, collection, column=column, embed=embed_path,
             distance=distance, payload_columns=list(payload_columns), id_column=id_column,
-            version=new_version().lower(),
+            version=new_version().lower(), before_swap=before_swap,
         )  # fmt: skip
         where = _qdrant_location(resource)
         info = {"engine": "qdrant", **index.describe(), **where, "embed": embed_path}
@@ -474,13 +495,14 @@ def elasticsearch_index_asset(
     arguments = {"index": index, "text_columns": columns, "mappings": mappings,
                  "settings": settings, "id_column": id_column}  # fmt: skip
 
-    def build(context: AssetExecutionContext, dataset: Dataset) -> BuiltIndex:
+    def build(context: AssetExecutionContext, dataset: Dataset, before_swap) -> BuiltIndex:
         from ds_assets.index import elasticsearch
 
         resource = getattr(context.resources, elasticsearch_resource_key)
         built = elasticsearch.build(
             resource.get_client(), dataset, index, columns, mappings=mappings,
             settings=settings, id_column=id_column, version=new_version().lower(),
+            before_swap=before_swap,
         )  # fmt: skip
         info = {"engine": "elasticsearch", **built.describe(),
                 **_elasticsearch_connection(resource), "text_columns": columns}  # fmt: skip

@@ -47,7 +47,7 @@ import itertools
 import logging
 import re
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -531,6 +531,7 @@ def build(
     version: str,
     chunk_size: int = 500,
     parallel: bool = True,
+    before_swap: Callable[[], None] | None = None,
 ) -> ElasticsearchIndex:
     """Index `dataset` into a new `<index>__<version>` and move the alias `index` to it.
 
@@ -539,7 +540,9 @@ def build(
     `id_column` value, else the row position. Any rejected document raises `BulkLoadError`
     naming the first ones (row, id, reason), deletes the new index and leaves the alias where it
     was. After the load the index is refreshed, the alias moved in one `update_aliases` call
-    (remove the old, add the new) and the old `<index>__*` index deleted.
+    (remove the old, add the new) and the old `<index>__*` index deleted. `before_swap`, when
+    given, runs just before the alias moves: an exception from it (say, the dataset was stored
+    again meanwhile) deletes the new index and leaves the alias where it was.
 
     >>> from elasticsearch import Elasticsearch
     >>> docs = Dataset.from_dict({"title": ["a red fox", "a brown dog"]})
@@ -565,6 +568,8 @@ def build(
         aftermath = f"the new index is deleted, the alias {index!r} stays on {old or 'nothing'}"
         _bulk_load(client, actions, physical, chunk_size, parallel, aftermath)
         _finish_load(client, physical, restore_refresh, len(dataset))
+        if before_swap is not None:
+            before_swap()
         _swap_alias(client, index, physical, old)
     except BaseException:
         _discard(client, index, physical)

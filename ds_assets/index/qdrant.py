@@ -310,10 +310,13 @@ def build(
     id_column: str | None = None,
     version: str,
     batch_size: int = 1_000,
+    before_swap: Callable[[], None] | None = None,
 ) -> QdrantIndex:
     """Index `column` of `dataset` into a new collection `<collection>__<version>`, then point
     the alias `collection` at it and delete the collection it pointed at before (if a build of
-    `collection` made it; any other is left in place, with a warning).
+    `collection` made it; any other is left in place, with a warning). `before_swap`, when
+    given, runs once the collection is filled: an exception from it (say, the dataset was
+    stored again meanwhile) deletes the new collection and leaves the alias where it was.
 
     `column` holds vectors, or texts when `embed` (a callable or `"module:function"`, a list
     of strings to a float32 matrix) is given. Point ids are `id_column`'s values
@@ -351,6 +354,8 @@ def build(
             client.create_payload_index(physical, ROW_KEY, models.PayloadSchemaType.INTEGER)
         _upload(client, physical, plan, itertools.chain([first], batches), dimension)
         _check_count(client, physical, plan)
+        if before_swap is not None:
+            before_swap()
         _swap_alias(client, collection, physical, previous)
     except BaseException:
         _delete_unless_live(client, collection, physical)
