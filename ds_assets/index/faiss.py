@@ -22,7 +22,9 @@ string needs training. Row `i` of the dataset is FAISS id `i`, so hits are row p
 - Factory strings are FAISS's own; note that a bare "PQ<m>" also runs FAISS's polysemous
   training, which takes minutes: "PQ<m>np" skips it.
 - Search-time knobs stay FAISS's: `faiss.ParameterSpace().set_index_parameters(built.index,
-  "nprobe=16")` on the raw index (`FaissIndex.index`).
+  "nprobe=16")` on the raw index (`FaissIndex.index`). An approximate index may return fewer
+  than k hits: HNSW when k approaches its `efSearch` (16 by default; set it to at least k),
+  IVF when the `nprobe` lists probed hold fewer than k vectors.
 - `FaissIndex.load` memory-maps the file (`faiss.IO_FLAG_MMAP_IFC`: flat codes and inverted
   lists stay in the page cache, shared by processes). FAISS cannot add to such an index (its
   `add` aborts the process): extend `FaissIndex.writable()`, or load with `mmap=False`.
