@@ -54,7 +54,9 @@ class ElasticsearchResource(ConfigurableResource):
             parts = urlsplit(host)
             if parts.scheme not in {"http", "https"} or not parts.hostname:
                 raise ValueError(f"host {_masked(host)!r}: expected a URL like https://host:9200")
-            if parts.username is not None or parts.password is not None:
+            # any "@" after the scheme: urlsplit misses a user:password whose password holds
+            # "/", "?" or "#", and a host name never has one
+            if parts.username is not None or parts.password is not None or "@" in host:
                 raise ValueError(
                     f"host {_masked(host)!r} holds credentials; give an API key with "
                     "api_key=EnvVar('NAME') instead, so they are never shown"

@@ -6,8 +6,6 @@ the configuration and hands out the client.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 from qdrant_client import QdrantClient
@@ -60,11 +58,13 @@ class QdrantResource(ConfigurableResource):
     def _url_without_credentials(cls, url: str | None) -> str | None:
         if url is None:
             return url
-        parts = urlsplit(url if "://" in url else f"//{url}")  # "user:pw@host" has no scheme
-        if parts.username is not None or parts.password is not None:
+        # any "@": urlsplit misses a user:password whose password holds "/", "?" or "#" (and
+        # then names a wrong host), and a server URL never needs one
+        if "@" in url:
+            host = url[url.rfind("@") + 1 :].split("/")[0]
             raise ValueError(
-                f"url (host {parts.hostname!r}) holds a user and password; give the "
-                "server's API key with api_key=EnvVar('NAME') instead, so it is never shown"
+                f"url (host {host!r}) holds a user and password; give the server's API key "
+                "with api_key=EnvVar('NAME') instead, so it is never shown"
             )
         return url
 

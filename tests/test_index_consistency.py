@@ -53,7 +53,9 @@ def test_an_open_fulltext_index_keeps_its_version_after_a_new_one_is_stored(tmp_
 def test_opening_a_bundle_while_it_is_stored_again_never_pairs_two_versions(tmp_path):
     store = LocalStore(str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"))
     first = Dataset.from_dict({"text": ["apple", "banana"], "v": [[1.0, 0.0], [0.0, 1.0]]})
-    second = Dataset.from_dict({"text": ["cherry", "date"], "v": [[0.0, 1.0], [1.0, 0.0]]})
+    second = Dataset.from_dict(  # another row count: a swapped folder fails the opener's check
+        {"text": ["cherry", "date", "elder"], "v": [[0.0, 1.0], [1.0, 0.0], [0.6, 0.8]]}
+    )
 
     def save(dataset):
         store.save(("docs",), dataset)
@@ -101,6 +103,24 @@ def test_a_save_of_the_upstream_while_the_bundle_is_linked_fails_the_bundle(tmp_
     with pytest.raises(StaleVersionError, match="stored again while the index was being saved"):
         save_fulltext_bundle(store, ["apple pie", "cherry tart"])
     assert store.manifest(("docs_text",)).version == stored  # the previous bundle stays
+
+
+@pytest.mark.parametrize("store", ["local", "s3"], indirect=True)
+def test_a_save_of_the_upstream_after_its_version_was_checked_fails_the_bundle(store, monkeypatch):
+    save_fulltext_bundle(store, ["apple pie", "banana split"])
+    stored = store.manifest(("docs_text",)).version
+    save_bundle = type(store)._save_bundle
+
+    def save_then_link(self, *args):  # another run commits `docs` right after the check
+        self.save(("docs",), Dataset.from_dict({"text": ["zebra crossing", "yak milk"]}))
+        return save_bundle(self, *args)
+
+    monkeypatch.setattr(type(store), "_save_bundle", save_then_link)
+    with pytest.raises(StaleVersionError, match="stored again while the index was being saved"):
+        save_fulltext_bundle(store, ["apple pie", "cherry tart"])
+    monkeypatch.undo()
+    assert store.manifest(("docs_text",)).version == stored  # the previous bundle stays
+    assert open_index(store).nearest_examples("apple", k=1)[1]["text"] == ["apple pie"]
 
 
 @pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs a second file system")

@@ -653,7 +653,8 @@ def test_hosts_holding_credentials_are_refused_without_showing_them():
 @pytest.mark.parametrize(
     "host",
     ["user:hunter2@es.internal:9200", "ftp://u:hunter2@es.internal:21", "http://u:hunter2@:9200",
-     "https://elastic:hunter2@x@es.internal:9200", "//u:hunter2@es.internal:9200"],
+     "https://elastic:hunter2@x@es.internal:9200", "//u:hunter2@es.internal:9200",
+     "http://elastic:hunter2/x@es.internal:9200", "https://u:hunter2?#@es.internal:9200"],
 )  # fmt: skip
 def test_credentials_in_a_host_of_any_form_are_never_shown(host):
     with pytest.raises(ValidationError) as raised:

@@ -625,7 +625,7 @@ def test_the_resource_hands_out_a_server_client_when_a_url_is_set_and_hides_the_
 @pytest.mark.parametrize(
     "url",
     ["https://admin:hunter2@qdrant.internal:6333", "admin:hunter2@qdrant.internal:6333",
-     "http://:hunter2@qdrant.internal:6333"],
+     "http://:hunter2@qdrant.internal:6333", "https://admin:hunter2/x@qdrant.internal:6333"],
 )  # fmt: skip
 def test_a_url_holding_credentials_is_refused_without_showing_them(url):
     from pydantic import ValidationError

@@ -793,7 +793,10 @@ class ElasticsearchIndex(SearchIndex):
                     index=self.alias, name=key, include_defaults=True, flat_settings=True
                 ).body
             except ApiError as error:
-                raise self._error("reading the settings", error) from error
+                if error.meta.status != 403:
+                    raise self._error("reading the settings", error) from error
+                # a search-only API key may not read index settings: assume the default
+                found = {}
             windows = [
                 int(part.get("settings", {}).get(key) or part.get("defaults", {}).get(key) or
                     DEFAULT_RESULT_WINDOW)

@@ -150,7 +150,9 @@ class FaissIndex(SearchIndex):
         """
         copy = faiss.deserialize_index(faiss.serialize_index(self.index))
         embed = self.embed_path or self.embed
-        return FaissIndex(copy, self.metric, embed=embed, index_factory=self.index_factory)
+        return FaissIndex(
+            copy, self.metric, dataset=self.dataset, embed=embed, index_factory=self.index_factory
+        )
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the `.faiss` file (`faiss.write_index`), atomically: a reader of `path` sees

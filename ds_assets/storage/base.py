@@ -308,13 +308,35 @@ class DatasetStore(ABC):
             if attempt:
                 time.sleep(min(0.05, 0.005 * attempt))
             manifest, folder, dataset = self.load_bundle(key)
-            opened = opener(manifest, folder, dataset)
-            current = self.manifest(key)
-            if current is not None and current.version == manifest.version:
+            try:
+                opened = opener(manifest, folder, dataset)
+            except Exception:
+                # files swapped under the opener (a row count that no longer matches) or a
+                # server collection the next build deleted: open the newer version instead
+                if self._same_version(key, manifest):
+                    raise
+                continue
+            if self._same_version(key, manifest):
                 return opened
         raise StaleVersionError(
             f"{self.uri(key)}: stored again during each of {attempts} attempts to open it"
         )
+
+    def _check_linked_versions(self, parts: list[tuple[str, ...]], manifest: Manifest) -> None:
+        """For `_save_bundle`, once the parts are linked and before the commit: they were linked
+        from the upstream's current version, so a save of one since `save_bundle` read its
+        version would have linked the newer rows under the older version's name."""
+        for part, link in zip(parts, self.bundle_links(manifest), strict=True):
+            current = self.manifest(part)
+            if current is None or current.version != link["version"]:
+                raise StaleVersionError(
+                    f"{self.uri(part)} was stored again while the index was being saved "
+                    f"(version {link['version']} was indexed); materialize the index again"
+                )
+
+    def _same_version(self, key: Sequence[str], manifest: Manifest) -> bool:
+        current = self.manifest(key)
+        return current is not None and current.version == manifest.version
 
     @abstractmethod
     def _open_bundle(self, key: tuple[str, ...], manifest: Manifest) -> tuple[str, list[Dataset]]:

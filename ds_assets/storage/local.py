@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Sequence
 
 from ds_assets.storage.atomic import atomic_directory
-from ds_assets.storage.base import DatasetStore, StaleVersionError, Stored
+from ds_assets.storage.base import DatasetStore, Stored
 from ds_assets.storage.layout import (
     BUNDLE_FILES,
     DICT_FILE,
@@ -109,17 +109,6 @@ class LocalStore(DatasetStore):
                 _link_tree(self.path(part), target)
             self._check_linked_versions(parts, manifest)
             write_json(os.path.join(temp, MANIFEST_FILE), manifest.to_json())
-
-    def _check_linked_versions(self, parts: list[tuple[str, ...]], manifest: Manifest) -> None:
-        """The parts were linked from their live folders: a save of one since `save_bundle`
-        read its version would have linked the newer files under the older version's name."""
-        for part, link in zip(parts, self.bundle_links(manifest), strict=True):
-            current = self.manifest(part)
-            if current is None or current.version != link["version"]:
-                raise StaleVersionError(
-                    f"{self.uri(part)} was stored again while the index was being saved "
-                    f"(version {link['version']} was indexed); materialize the index again"
-                )
 
     def _open_bundle(self, key, manifest):
         path = self.path(key)

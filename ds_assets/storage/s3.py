@@ -322,6 +322,7 @@ class S3Store(DatasetStore):
             for number, (part, link) in enumerate(zip(parts, links, strict=True)):
                 target = f"{version_prefix}/{bundle_part_folder(number, len(parts))}"
                 link.update(self._link_documents(part, None, 1, target, plain))
+            self._check_linked_versions(parts, manifest)
             self._commit(key, version_prefix, manifest)
         except BaseException:
             for link in links:
