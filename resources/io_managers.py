@@ -151,8 +151,14 @@ class _DatasetIOManagerBase(ConfigurableIOManager):
             manifest = store.save_bundle(
                 key, built.folder, built.dataset, built.info, versions=built.versions
             )
+        except BaseException:
+            if built.on_failed is not None:
+                built.on_failed()
+            raise
         finally:
             built.discard()
+        if built.on_stored is not None:
+            built.on_stored()
         indexed = ", ".join(
             f"{link['path']}@{link['version']}" for link in store.bundle_links(manifest)
         )

@@ -355,3 +355,52 @@ def test_an_elasticsearch_build_whose_input_was_stored_again_leaves_the_alias(
     assert sorted(client.indices.get(index=f"{name}__*")) == [live]  # the new one deleted
     reader = open_index(store, ("notes_es",))
     assert reader.nearest_examples("north", k=1)[1]["text"] == ["north star"]
+
+
+@pytest.mark.parametrize("engine", ["qdrant", "elasticsearch"])
+def test_a_bundle_that_cannot_be_stored_after_the_swap_moves_the_alias_back(
+    tmp_path,
+    monkeypatch,
+    engine,
+    elasticsearch_server,  # noqa: F811
+):
+    from ds_assets.assets.indexes import elasticsearch_index_asset, qdrant_index_asset
+    from ds_assets.index import elasticsearch, qdrant
+    from resources import ElasticsearchResource
+    from resources.qdrant import QdrantResource
+
+    resources = {"io_manager": DatasetIOManager(base_dir=str(tmp_path / "data"))}
+    if engine == "qdrant":
+        resources["qdrant"] = QdrantResource(path=str(tmp_path / "qdrant"))
+        index = qdrant_index_asset("notes_index", "notes", collection="notes", column="text",
+                                   embed=EMBED)  # fmt: skip
+        module, alias = qdrant, "notes"
+    else:
+        alias = elasticsearch_server.unique_name("notes")
+        resources["elasticsearch"] = ElasticsearchResource(hosts=[elasticsearch_server.url])
+        index = elasticsearch_index_asset(
+            "notes_index", "notes", index=alias, text_columns=["text"]
+        )
+        module = elasticsearch
+    store = LocalStore(str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"))
+    assert materialize(
+        [notes_asset(["east wind", "north star"]), index], resources=resources
+    ).success
+    racing_save(monkeypatch, module, "_swap_alias", store)  # a save lands right after the move
+    notes = notes_asset(["east wind", "north star"])
+    failed = materialize(
+        [notes, index], resources=resources, selection=[index], raise_on_error=False
+    )
+    assert not failed.success  # the bundle could not be stored: StaleVersionError
+    monkeypatch.undo()
+    reader = open_index(store, ("notes_index",))  # the stored bundle, and the alias, as before
+    assert reader.nearest_examples("north star", k=1)[1]["text"] == ["north star"]
+    stored = store.manifest(("notes_index",)).index
+    if engine == "qdrant":
+        client = resources["qdrant"].get_client()
+        assert [a.collection_name for a in client.get_aliases().aliases] == [stored["physical"]]
+        assert [c.name for c in client.get_collections().collections] == [stored["physical"]]
+    else:
+        client = resources["elasticsearch"].get_client()
+        assert sorted(client.indices.get_alias(name=alias)) == [stored["physical_name"]]
+        assert sorted(client.indices.get(index=f"{alias}__*")) == [stored["physical_name"]]

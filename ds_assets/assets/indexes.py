@@ -310,6 +310,22 @@ def _sample_query_of(info: dict[str, Any], dataset: Dataset) -> Any:
     return _first_value(dataset, info["column"]) if info.get("column") else None
 
 
+def _kept_until_stored(
+    described: Callable[[], BuiltIndex], retire: Callable[[], None], roll_back: Callable[[], None]
+) -> BuiltIndex:
+    """A server engine's build, its alias moved and its previous collection/index kept:
+    `described()` gives what the asset returns; the previous one is deleted (`retire`) once the
+    IO manager stored the bundle, and the alias moved back (`roll_back`) when describing or
+    storing fails, so the last stored bundle and the alias never part ways."""
+    try:
+        built = described()
+    except BaseException:
+        roll_back()
+        raise
+    built.on_stored, built.on_failed = retire, roll_back
+    return built
+
+
 def _qdrant_location(resource: Any) -> dict[str, str]:
     """Where readers of the stored index find Qdrant: the server URL, or the local folder as
     an absolute path (a reader may run from another working directory)."""
@@ -441,15 +457,25 @@ def qdrant_index_asset(
         from ds_assets.index import qdrant
 
         resource = getattr(context.resources, qdrant_resource_key)
+        client, version = resource.get_client(), new_version().lower()
         index = qdrant.build(
-            resource.get_client(), dataset, collection, column=column, embed=embed_path,
-            distance=distance, payload_columns=list(payload_columns), id_column=id_column,
-            version=new_version().lower(), before_swap=before_swap,
+            client, dataset, collection, column=column, embed=embed_path, distance=distance,
+            payload_columns=list(payload_columns), id_column=id_column, version=version,
+            before_swap=before_swap, keep_previous=True,
         )  # fmt: skip
-        where = _qdrant_location(resource)
-        info = {"engine": "qdrant", **index.describe(), **where, "embed": embed_path}
-        sample = sample_query(index, dataset, _first_value(dataset, column)) if column else {}
-        return BuiltIndex((), tempfile.mkdtemp(prefix="ds-assets-qdrant-"), info, sample)
+        physical = qdrant.physical_name(collection, version)
+
+        def described() -> BuiltIndex:
+            info = {"engine": "qdrant", **index.describe(), **_qdrant_location(resource),
+                    "embed": embed_path}  # fmt: skip
+            sample = sample_query(index, dataset, _first_value(dataset, column)) if column else {}
+            return BuiltIndex((), tempfile.mkdtemp(prefix="ds-assets-qdrant-"), info, sample)
+
+        return _kept_until_stored(
+            described,
+            lambda: qdrant.retire(client, collection, index.replaced),
+            lambda: qdrant.roll_back(client, collection, physical, index.replaced),
+        )
 
     def append(context: AssetExecutionContext, rows: Dataset, offset: int, stored: dict):
         from ds_assets.index import qdrant
@@ -499,15 +525,24 @@ def elasticsearch_index_asset(
         from ds_assets.index import elasticsearch
 
         resource = getattr(context.resources, elasticsearch_resource_key)
+        client, version = resource.get_client(), new_version().lower()
         built = elasticsearch.build(
-            resource.get_client(), dataset, index, columns, mappings=mappings,
-            settings=settings, id_column=id_column, version=new_version().lower(),
-            before_swap=before_swap,
+            client, dataset, index, columns, mappings=mappings, settings=settings,
+            id_column=id_column, version=version, before_swap=before_swap, keep_previous=True,
         )  # fmt: skip
-        info = {"engine": "elasticsearch", **built.describe(),
-                **_elasticsearch_connection(resource), "text_columns": columns}  # fmt: skip
-        sample = sample_query(built, dataset, _first_words(dataset, columns[0]))
-        return BuiltIndex((), tempfile.mkdtemp(prefix="ds-assets-es-"), info, sample)
+        physical = elasticsearch.physical_name(index, version)
+
+        def described() -> BuiltIndex:
+            info = {"engine": "elasticsearch", **built.describe(),
+                    **_elasticsearch_connection(resource), "text_columns": columns}  # fmt: skip
+            sample = sample_query(built, dataset, _first_words(dataset, columns[0]))
+            return BuiltIndex((), tempfile.mkdtemp(prefix="ds-assets-es-"), info, sample)
+
+        return _kept_until_stored(
+            described,
+            lambda: elasticsearch.retire(client, index, built.replaced),
+            lambda: elasticsearch.roll_back(client, index, physical, built.replaced),
+        )
 
     def append(context: AssetExecutionContext, rows: Dataset, offset: int, stored: dict):
         from ds_assets.index import elasticsearch

@@ -532,6 +532,7 @@ def build(
     chunk_size: int = 500,
     parallel: bool = True,
     before_swap: Callable[[], None] | None = None,
+    keep_previous: bool = False,
 ) -> ElasticsearchIndex:
     """Index `dataset` into a new `<index>__<version>` and move the alias `index` to it.
 
@@ -542,7 +543,9 @@ def build(
     was. After the load the index is refreshed, the alias moved in one `update_aliases` call
     (remove the old, add the new) and the old `<index>__*` index deleted. `before_swap`, when
     given, runs just before the alias moves: an exception from it (say, the dataset was stored
-    again meanwhile) deletes the new index and leaves the alias where it was.
+    again meanwhile) deletes the new index and leaves the alias where it was. With
+    `keep_previous`, the old indices stay (their names in the result's `replaced`) until
+    `retire` deletes them, or `roll_back` moves the alias back to them.
 
     >>> from elasticsearch import Elasticsearch
     >>> docs = Dataset.from_dict({"title": ["a red fox", "a brown dog"]})
@@ -574,8 +577,28 @@ def build(
     except BaseException:
         _discard(client, index, physical)
         raise
-    _delete_old(client, index, old)
-    return ElasticsearchIndex(client, index, text_columns, dataset=dataset)
+    if not keep_previous:
+        _delete_old(client, index, old)
+    built = ElasticsearchIndex(client, index, text_columns, dataset=dataset)
+    built.replaced = list(old)
+    return built
+
+
+def retire(client: Elasticsearch, index: str, old: Sequence[str]) -> None:
+    """Delete the indices a `build(keep_previous=True)` moved the alias `index` away from, as
+    `build` does by default (those not named `<index>__*` stay, with a warning)."""
+    _delete_old(client, index, list(old))
+
+
+def roll_back(client: Elasticsearch, index: str, physical: str, old: Sequence[str]) -> None:
+    """Undo a `build(keep_previous=True)` whose result could not be kept (its index asset was
+    not stored): the alias back on `old` (removed when there was none) in one call, `physical`
+    deleted."""
+    if physical in _indices_behind(client, index):
+        actions: list[dict[str, Any]] = [{"remove": {"index": physical, "alias": index}}]
+        actions += [{"add": {"index": name, "alias": index}} for name in old]
+        client.indices.update_aliases(actions=actions)
+    _discard(client, index, physical)
 
 
 def append(
@@ -724,6 +747,7 @@ class ElasticsearchIndex(SearchIndex):
         self.alias = alias
         self.text_columns = _as_columns(text_columns)
         self.row_limit = row_limit
+        self.replaced: list[str] = []  # set by build: the indices the alias left
         self._window: int | None = None  # the index's max_result_window, read on first need
 
     def __repr__(self) -> str:

@@ -132,6 +132,7 @@ class QdrantIndex(SearchIndex):
         self.collection = collection_alias
         self.exact = exact
         self.row_limit = row_limit
+        self.replaced: str | None = None  # set by build: the collection the alias left
 
     def count(self) -> int:
         """Number of points in the collection (an exact count).
@@ -311,12 +312,15 @@ def build(
     version: str,
     batch_size: int = 1_000,
     before_swap: Callable[[], None] | None = None,
+    keep_previous: bool = False,
 ) -> QdrantIndex:
     """Index `column` of `dataset` into a new collection `<collection>__<version>`, then point
     the alias `collection` at it and delete the collection it pointed at before (if a build of
     `collection` made it; any other is left in place, with a warning). `before_swap`, when
     given, runs once the collection is filled: an exception from it (say, the dataset was
-    stored again meanwhile) deletes the new collection and leaves the alias where it was.
+    stored again meanwhile) deletes the new collection and leaves the alias where it was. With
+    `keep_previous`, the previous collection stays (its name in the result's `replaced`) until
+    `retire` deletes it, or `roll_back` moves the alias back to it.
 
     `column` holds vectors, or texts when `embed` (a callable or `"module:function"`, a list
     of strings to a float32 matrix) is given. Point ids are `id_column`'s values
@@ -335,7 +339,7 @@ def build(
     """
     plan = _Plan.check(dataset, column, embed, payload_columns, id_column, batch_size)
     metric = _distance(distance)
-    physical = _physical_name(collection, version)
+    physical = physical_name(collection, version)
     previous = _check_names(client, collection, physical)
     batches = plan.batches()
     first = next(batches, None)
@@ -360,13 +364,56 @@ def build(
     except BaseException:
         _delete_unless_live(client, collection, physical)
         raise
-    if previous is not None:
+    if previous is not None and not keep_previous:
         _delete_previous(client, collection, previous)
     try:
-        _delete_orphans(client, collection)
+        _delete_orphans(client, collection, keep=previous)
     except Exception as error:  # the build itself is done and live
         warnings.warn(f"could not look for leftover qdrant collections: {error}", stacklevel=2)
-    return QdrantIndex(client, collection, dataset=dataset, embed=plan.embed)
+    index = QdrantIndex(client, collection, dataset=dataset, embed=plan.embed)
+    index.replaced = previous
+    return index
+
+
+def retire(client: QdrantClient, collection: str, previous: str | None) -> None:
+    """Delete the collection a `build(keep_previous=True)` moved the alias away from, as `build`
+    does by default (one it did not make stays, with a warning).
+
+    >>> from qdrant_client import QdrantClient
+    >>> client = QdrantClient(location=":memory:")
+    >>> ds = Dataset.from_dict({"v": [[1.0, 0.0]]})
+    >>> _ = build(client, ds, "docs", column="v", version="1")
+    >>> index = build(client, ds, "docs", column="v", version="2", keep_previous=True)
+    >>> retire(client, "docs", index.replaced)
+    >>> [c.name for c in client.get_collections().collections]
+    ['docs__2']
+    """
+    if previous is not None:
+        _delete_previous(client, collection, previous)
+
+
+def roll_back(client: QdrantClient, collection: str, physical: str, previous: str | None) -> None:
+    """Undo a `build(keep_previous=True)` whose result could not be kept (its index asset was
+    not stored): the alias back on `previous` (removed when there was none), `physical` deleted.
+
+    >>> from qdrant_client import QdrantClient
+    >>> client = QdrantClient(location=":memory:")
+    >>> ds = Dataset.from_dict({"v": [[1.0, 0.0]]})
+    >>> _ = build(client, ds, "docs", column="v", version="1")
+    >>> index = build(client, ds, "docs", column="v", version="2", keep_previous=True)
+    >>> roll_back(client, "docs", "docs__2", index.replaced)
+    >>> [a.collection_name for a in client.get_aliases().aliases]
+    ['docs__1']
+    """
+    if _alias_target(client, collection) == physical:
+        if previous is not None:
+            _swap_alias(client, collection, previous, physical)
+        else:
+            delete = models.DeleteAlias(alias_name=collection)
+            client.update_collection_aliases(
+                change_aliases_operations=[models.DeleteAliasOperation(delete_alias=delete)]
+            )
+    _delete_quietly(client, physical)
 
 
 def upsert(
@@ -817,7 +864,12 @@ def _distance(distance: str | models.Distance) -> models.Distance:
     return metric
 
 
-def _physical_name(collection: str, version: str) -> str:
+def physical_name(collection: str, version: str) -> str:
+    """The physical collection holding one version of the alias `collection`.
+
+    >>> physical_name("docs", "20250101t000000000000-1a2b3c4d")
+    'docs__20250101t000000000000-1a2b3c4d'
+    """
     for what, name in (("collection", collection), ("version", version)):
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise SearchIndexError(
@@ -914,14 +966,14 @@ def _delete_previous(client: QdrantClient, alias: str, previous: str) -> None:
     )
 
 
-def _delete_orphans(client: QdrantClient, alias: str) -> None:
+def _delete_orphans(client: QdrantClient, alias: str, keep: str | None = None) -> None:
     """Physical collections of this alias left by builds killed before their cleanup, once
-    old enough that no build can still be filling them."""
+    old enough that no build can still be filling them (`keep` aside)."""
     live = _alias_target(client, alias)
     cutoff = time.time() - ORPHAN_AGE_SECONDS
     for description in client.get_collections().collections:
         name = description.name
-        if name == live or not name.startswith(f"{alias}__"):
+        if name in (live, keep) or not name.startswith(f"{alias}__"):
             continue
         record = _record(client, name)
         if record.get("alias") == alias and record.get("started", cutoff) < cutoff:

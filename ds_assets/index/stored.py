@@ -34,6 +34,10 @@ class BuiltIndex:
     info: dict[str, Any]
     sample: dict[str, Any] = field(default_factory=dict)
     versions: list[str] | None = None  # of the dataset parts that were indexed, when known
+    # server engines: once the bundle is stored, delete what the alias pointed at before; if it
+    # could not be stored, move the alias back (so the last stored bundle stays readable)
+    on_stored: Callable[[], None] | None = None
+    on_failed: Callable[[], None] | None = None
 
     def discard(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
