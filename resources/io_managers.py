@@ -153,7 +153,10 @@ class _DatasetIOManagerBase(ConfigurableIOManager):
             )
         except BaseException:
             if built.on_failed is not None:
-                built.on_failed()
+                try:
+                    built.on_failed()
+                except Exception as error:  # the store's error is the one to raise
+                    context.log.warning(f"could not move the index's alias back: {error}")
             raise
         finally:
             built.discard()

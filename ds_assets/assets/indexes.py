@@ -25,6 +25,7 @@ import re
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -320,7 +321,10 @@ def _kept_until_stored(
     try:
         built = described()
     except BaseException:
-        roll_back()
+        try:
+            roll_back()
+        except Exception as error:  # the description's error is the one to raise
+            warnings.warn(f"could not move the index's alias back: {error}", stacklevel=2)
         raise
     built.on_stored, built.on_failed = retire, roll_back
     return built
