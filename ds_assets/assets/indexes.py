@@ -142,7 +142,7 @@ def _index_asset(
     asset_options = split_options(options, f"{engine}_index_asset")
     description = asset_options.pop("description", None) or describe(f"{engine} index", arguments)
     resource_keys = set(required_resource_keys) | {"io_manager"}  # reads the store's versions
-    if append:  # appends to one live index must not overlap: one at a time in this pool
+    if engine in ALIAS_OF:  # builds and appends moving one alias must not overlap: one at a time
         asset_options.setdefault("pool", f"ds_assets_index/{engine}/{arguments[ALIAS_OF[engine]]}")
 
     @asset(
