@@ -292,6 +292,15 @@ def test_append_and_upsert_refuse_a_collection_build_did_not_make(client, name, 
 # --- payloads, ids, filters ------------------------------------------------------------------
 
 
+def test_non_finite_payload_floats_are_stored_as_null(client, name):
+    scores = [0.5, float("nan"), float("inf"), None, -float("inf")]
+    dataset = Dataset.from_dict({"vector": vectors(5, 4), "score": scores})
+    qdrant.build(client, dataset, name, column="vector", payload_columns=["score"], version="1")
+    points, _ = client.scroll(name, limit=10, with_payload=True)
+    stored = {point.payload[qdrant.ROW_KEY]: point.payload["score"] for point in points}
+    assert stored == {0: 0.5, 1: None, 2: None, 3: None, 4: None}  # JSON has no NaN
+
+
 def test_payload_filters_in_dict_and_model_form_give_numpy_brute_force_over_matching_rows(
     client, name
 ):

@@ -62,6 +62,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from datasets import Dataset
 from qdrant_client import QdrantClient, models
 
@@ -727,6 +728,10 @@ def _payloads(
 
 
 def _payload_values(values: pa.ChunkedArray) -> list[Any]:
+    if pa.types.is_floating(values.type):
+        # JSON has no NaN or infinity (a Qdrant server refuses the request); null is what a
+        # missing number is in a payload, as in Elasticsearch documents
+        values = pc.if_else(pc.is_finite(values), values, None)
     python = values.to_pylist()  # one batch
     if _has_temporal(values.type):
         return [_jsonable(value) for value in python]
