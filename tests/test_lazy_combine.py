@@ -174,3 +174,21 @@ def test_a_lazy_stream_keeps_its_upstream_features_in_the_check(env):
     both = concatenate_asset("both", ["loud_first", "loud_second"])
     assert run(env, *assets, both).success
     assert [row["loud"] for row in loaded_rows(env, "both")] == ["A", "BB", "CCC", "DD", "E"]
+
+
+def test_columns_of_lazy_streams_concatenated_side_by_side_must_be_distinct(env):
+    """A lazy stream's columns are known from its first rows: `axis=1` checks them too."""
+    wide = concatenate_asset("wide", ["loud_first", "loud_second"], axis=1)
+    result = run(env, *lazy_pair(True), wide, raise_on_error=False)
+    assert not result.success
+    error = str(result.failure_data_for_node("wide").error.cause)
+    assert (
+        "axis=1 needs distinct columns; column 'text' is in inputs loud_first and loud_second"
+        in error
+    )
+    numbers = source("numbers", Dataset.from_dict({"n": [1, 2, 3]}), True)
+    loud = lazy_transform_asset("loud_only", "first", only_loud)
+    side_by_side = concatenate_asset("side", ["loud_only", "numbers"], axis=1)
+    assert run(env, source("first", FIRST, True), numbers, loud, side_by_side).success
+    assert loaded_rows(env, "side") == [{"loud": "A", "n": 1}, {"loud": "BB", "n": 2},
+                                        {"loud": "CCC", "n": 3}]  # fmt: skip

@@ -235,14 +235,14 @@ def concatenate_asset(
             check_compatible(name, "concatenate", values)
             return
         (first_key, first), *others = values.items()
-        seen = {column: first_key for column in first.column_names or []}
+        seen = {column: first_key for column in _features(first) or {}}
         for key, value in others:
             if isinstance(value, Dataset) and len(value) != len(first):
                 raise DatasetOpError(
                     f"concatenate {name}: axis=1 needs equal row counts; input {key} has "
                     f"{len(value)} rows, input {first_key} has {len(first)}"
                 )
-            for column in value.column_names or []:
+            for column in _features(value) or {}:  # a lazy stream's from its first rows
                 if column in seen:
                     raise DatasetOpError(
                         f"concatenate {name}: axis=1 needs distinct columns; column {column!r} "
