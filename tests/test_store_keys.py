@@ -4,6 +4,7 @@ refused with an error naming it before anything is written, or stored safely."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import pathlib
 import pickle
@@ -136,3 +137,19 @@ def test_a_damaged_json_document_is_named(store, name, tmp_path):
         store.client.put_object(Bucket=store.bucket, Key=f"{folder}/{name}", Body=b"{not json")
     with pytest.raises(LayoutError, match=rf"{name}: not a JSON document .* damaged"):
         store.load(("k",))
+
+
+@pytest.mark.parametrize("store", ["local", "s3"], indirect=True)
+def test_a_manifest_of_a_newer_format_is_refused_not_misread(store):
+    from ds_assets.storage.layout import MANIFEST_FILE, MANIFEST_FORMAT
+
+    saved = store.save(("docs",), Dataset.from_dict({"text": ["a"]}))
+    assert saved.manifest.format == MANIFEST_FORMAT
+    newer = json.dumps({**saved.manifest.to_json(), "format": MANIFEST_FORMAT + 1, "shiny": 1})
+    if isinstance(store, LocalStore):
+        (pathlib.Path(store.path(("docs",))) / MANIFEST_FILE).write_text(newer)
+    else:
+        manifest_key = store.object_key(("docs",), MANIFEST_FILE)
+        store.client.put_object(Bucket=store.bucket, Key=manifest_key, Body=newer.encode())
+    with pytest.raises(ValueError, match=f"format {MANIFEST_FORMAT + 1} was written by a newer"):
+        store.load(("docs",))

@@ -29,7 +29,7 @@ STATE_FILE = "state.json"
 INFO_FILE = "dataset_info.json"
 DICT_FILE = "dataset_dict.json"
 MANIFEST_FILE = "ds_assets.json"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2  # 2: `split_transforms`; a reader refuses a format newer than its own
 LAYOUT_FILES = (STATE_FILE, INFO_FILE, DICT_FILE, MANIFEST_FILE)
 DEFAULT_MAX_SHARD_SIZE = "500MB"
 
@@ -251,6 +251,12 @@ class Manifest:
             raise ValueError(f"{source}: not a ds-assets manifest ({error})") from error
         if manifest.kind not in KINDS:
             raise ValueError(f"{source}: unknown kind {manifest.kind!r}, expected one of {KINDS}")
+        if not isinstance(manifest.format, int) or manifest.format > MANIFEST_FORMAT:
+            # its fields may mean what this version would silently read wrong
+            raise ValueError(
+                f"{source}: manifest format {manifest.format!r} was written by a newer ds-assets "
+                f"(this one reads formats up to {MANIFEST_FORMAT}); upgrade ds-assets to read it"
+            )
         return manifest
 
 
