@@ -296,72 +296,16 @@ def racing_save(monkeypatch, module, step, store):
     monkeypatch.setattr(module, step, step_then_save)
 
 
-def test_a_qdrant_build_whose_input_was_stored_again_leaves_the_alias(tmp_path, monkeypatch):
-    from ds_assets.assets.indexes import qdrant_index_asset
-    from ds_assets.index import qdrant
-    from resources.qdrant import QdrantResource
-
-    resources = {
-        "io_manager": DatasetIOManager(base_dir=str(tmp_path / "data")),
-        "qdrant": QdrantResource(path=str(tmp_path / "qdrant")),
-    }
-    index = qdrant_index_asset("notes_qdrant", "notes", collection="notes", column="text",
-                               embed=EMBED)  # fmt: skip
-    store = LocalStore(str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"))
-    assert materialize(
-        [notes_asset(["east wind", "north star"]), index], resources=resources
-    ).success
-    live = store.manifest(("notes_qdrant",)).index["physical"]
-    racing_save(monkeypatch, qdrant, "_check_count", store)
-    notes = notes_asset(["east wind", "north star"])
-    failed = materialize(
-        [notes, index], resources=resources, selection=[index], raise_on_error=False
-    )
-    assert not failed.success
-    client = resources["qdrant"].get_client()
-    assert [c.name for c in client.get_collections().collections] == [live]  # the new one gone
-    assert [a.collection_name for a in client.get_aliases().aliases] == [live]
-    reader = open_index(store, ("notes_qdrant",))  # the stored bundle still opens, and answers
-    assert reader.nearest_examples("north star", k=1)[1]["text"] == ["north star"]
-
-
-def test_an_elasticsearch_build_whose_input_was_stored_again_leaves_the_alias(
-    tmp_path,
-    monkeypatch,
-    elasticsearch_server,  # noqa: F811
-):
-    from ds_assets.assets.indexes import elasticsearch_index_asset
-    from ds_assets.index import elasticsearch
-    from resources import ElasticsearchResource
-
-    name = elasticsearch_server.unique_name("notes")
-    es = ElasticsearchResource(hosts=[elasticsearch_server.url])
-    resources = {"io_manager": DatasetIOManager(base_dir=str(tmp_path / "data")),
-                 "elasticsearch": es}  # fmt: skip
-    index = elasticsearch_index_asset("notes_es", "notes", index=name, text_columns=["text"])
-    store = LocalStore(str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"))
-    assert materialize(
-        [notes_asset(["east wind", "north star"]), index], resources=resources
-    ).success
-    live = store.manifest(("notes_es",)).index["physical_name"]
-    racing_save(monkeypatch, elasticsearch, "_finish_load", store)
-    notes = notes_asset(["east wind", "north star"])
-    failed = materialize(
-        [notes, index], resources=resources, selection=[index], raise_on_error=False
-    )
-    assert not failed.success
-    client = es.get_client()
-    assert sorted(client.indices.get_alias(name=name)) == [live]
-    assert sorted(client.indices.get(index=f"{name}__*")) == [live]  # the new one deleted
-    reader = open_index(store, ("notes_es",))
-    assert reader.nearest_examples("north", k=1)[1]["text"] == ["north star"]
-
-
-@pytest.mark.parametrize("engine", ["qdrant", "elasticsearch"])
-def test_a_bundle_that_cannot_be_stored_after_the_swap_moves_the_alias_back(
+@pytest.mark.parametrize(
+    ("engine", "step"),
+    [("qdrant", "_check_count"), ("elasticsearch", "_finish_load"),  # before the alias moves
+     ("qdrant", "_swap_alias"), ("elasticsearch", "_swap_alias")],  # after: the bundle fails
+)  # fmt: skip
+def test_a_build_whose_input_was_stored_again_leaves_the_alias_on_the_stored_bundle(
     tmp_path,
     monkeypatch,
     engine,
+    step,
     elasticsearch_server,  # noqa: F811
 ):
     from ds_assets.assets.indexes import elasticsearch_index_asset, qdrant_index_asset
@@ -374,33 +318,34 @@ def test_a_bundle_that_cannot_be_stored_after_the_swap_moves_the_alias_back(
         resources["qdrant"] = QdrantResource(path=str(tmp_path / "qdrant"))
         index = qdrant_index_asset("notes_index", "notes", collection="notes", column="text",
                                    embed=EMBED)  # fmt: skip
-        module, alias = qdrant, "notes"
+        module, alias, physical = qdrant, "notes", "physical"
     else:
         alias = elasticsearch_server.unique_name("notes")
         resources["elasticsearch"] = ElasticsearchResource(hosts=[elasticsearch_server.url])
         index = elasticsearch_index_asset(
             "notes_index", "notes", index=alias, text_columns=["text"]
         )
-        module = elasticsearch
+        module, physical = elasticsearch, "physical_name"
     store = LocalStore(str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"))
     assert materialize(
         [notes_asset(["east wind", "north star"]), index], resources=resources
     ).success
-    racing_save(monkeypatch, module, "_swap_alias", store)  # a save lands right after the move
+    live = store.manifest(("notes_index",)).index[physical]
+    racing_save(monkeypatch, module, step, store)  # another run commits `notes` at that step
     notes = notes_asset(["east wind", "north star"])
     failed = materialize(
         [notes, index], resources=resources, selection=[index], raise_on_error=False
     )
-    assert not failed.success  # the bundle could not be stored: StaleVersionError
+    assert not failed.success  # StaleVersionError: before the move, or from the bundle's save
     monkeypatch.undo()
-    reader = open_index(store, ("notes_index",))  # the stored bundle, and the alias, as before
+    assert store.manifest(("notes_index",)).index[physical] == live
+    reader = open_index(store, ("notes_index",))  # the stored bundle still opens, and answers
     assert reader.nearest_examples("north star", k=1)[1]["text"] == ["north star"]
-    stored = store.manifest(("notes_index",)).index
     if engine == "qdrant":
         client = resources["qdrant"].get_client()
-        assert [a.collection_name for a in client.get_aliases().aliases] == [stored["physical"]]
-        assert [c.name for c in client.get_collections().collections] == [stored["physical"]]
+        assert [a.collection_name for a in client.get_aliases().aliases] == [live]
+        assert [c.name for c in client.get_collections().collections] == [live]  # new one gone
     else:
         client = resources["elasticsearch"].get_client()
-        assert sorted(client.indices.get_alias(name=alias)) == [stored["physical_name"]]
-        assert sorted(client.indices.get(index=f"{alias}__*")) == [stored["physical_name"]]
+        assert sorted(client.indices.get_alias(name=alias)) == [live]
+        assert sorted(client.indices.get(index=f"{alias}__*")) == [live]  # new one deleted

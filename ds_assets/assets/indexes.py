@@ -188,7 +188,7 @@ def _appended(
     indexed, versions, held, stored = found
     new = [part for part in parts if part not in indexed]
     versions += [store.manifest(part).version for part in new]
-    whole = _concatenated(store, indexed + new)
+    whole = _loaded(store, indexed + new, key)
     rows = whole.select(range(held, len(whole)) if held < len(whole) else [])
     try:
         index, info = append(context, rows, held, stored)
@@ -298,11 +298,6 @@ def _indexed_parts(
         indexed.append(part)
     versions = [link["version"] for link in store.bundle_links(previous)]
     return indexed, versions, previous.num_rows, info
-
-
-def _concatenated(store: DatasetStore, parts: list) -> Dataset:
-    loaded = [store.load(part) for part in parts]
-    return loaded[0] if len(loaded) == 1 else concatenate_datasets(loaded)
 
 
 def _sample_query_of(info: dict[str, Any], dataset: Dataset) -> Any:

@@ -365,8 +365,8 @@ def build(
     except BaseException:
         _delete_unless_live(client, collection, physical)
         raise
-    if previous is not None and not keep_previous:
-        _delete_previous(client, collection, previous)
+    if not keep_previous:
+        retire(client, collection, previous)
     try:
         _delete_orphans(client, collection, keep=previous)
     except Exception as error:  # the build itself is done and live
